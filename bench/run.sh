@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# bench/run.sh [RECORDS] - posguard replay throughput and peak memory on a
+# generated stream (default 1,000,000 records), next to the parser-only
+# baseline on the same file. Writes bench/results/replay-<host>-<date>.txt
+# and prints it. Build first: scripts/build.sh (Release-like flags).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+n=${1:-1000000}
+scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+/usr/bin/python3 scripts/posgen.py --count "$n" --seed 99 --out "$work/in.jsonl" 2>/dev/null
+mkdir -p bench/results
+out=bench/results/replay-$(hostname -s)-$(date -u +%Y%m%d).txt
+{
+  echo "# posguard replay benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "input: $n generated records + redeliveries/malformed, $(wc -l <"$work/in.jsonl") lines, $(du -m "$work/in.jsonl" | cut -f1) MB"
+  echo "baseline (parser only):"
+  echo "  $(build-bench/bench/bench_codec "$work/in.jsonl")"
+  for i in 1 2 3; do
+    build-bench/posguard replay --rules rules/default.yaml --input "$work/in.jsonl" \
+        --stats "$work/stats.json" --quiet >/dev/null
+    /usr/bin/python3 -c "
+import json; s = json.load(open('$work/stats.json'))
+print(f\"replay run $i: {s['lines']} lines in {s['seconds']:.3f} s = {s['records_per_second']:.0f} records/s, \"
+      f\"peak RSS {s['peak_rss_kb'] / 1024:.1f} MiB, state peak {s['state_bytes_peak'] / 1048576:.1f} MiB, \"
+      f\"alerts {sum(s['alerts'].values())}, refunds {s['refunds']}\")"
+  done
+} | tee "$out"
+echo "written: $out"

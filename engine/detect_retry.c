@@ -1,0 +1,54 @@
+/*
+ * detect_retry.c - retry_duplicate (DOMAIN.md detector 1).
+ *
+ * The terminal retransmits the same request: same terminal, STAN, card,
+ * amount and currency. P2 is a duplicate of any earlier charge of that key
+ * with 0 <= t2 - t1 <= window (equal times included: then the later in
+ * input order is P2), not cancelled at t2. Refund: P2 in full.
+ */
+#include "detect_pair.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static bool match(const pg_pair_ctx_t *ctx, const pg_pair_member_t *m,
+                  bool *refundable)
+{
+        int64_t d = ctx->rec->event_time - m->h.t;
+        if (d < 0 || d > ctx->rule->window_ms)
+                return false;
+        if (m->txn_id.len == ctx->rec->txn_id.len &&
+            !memcmp(m->txn_id.s, ctx->rec->txn_id.s, m->txn_id.len))
+                return false;
+        *refundable = true;
+        return true;
+}
+
+static void reason(const pg_pair_ctx_t *ctx, const pg_pair_member_t *m,
+                   char *buf, size_t size)
+{
+        const pg_record_t *r = ctx->rec;
+        char amt[64];
+        pg_fmt_amount(amt, sizeof(amt), r->amount, r->currency.s);
+        int64_t d = r->event_time - m->h.t;
+        snprintf(buf, size,
+                 "retransmission of %s approved again: terminal %s, STAN %s, "
+                 "same card, %s, %lld.%03lld s later",
+                 m->txn_id.s, r->terminal_id.s, r->stan.s, amt,
+                 (long long)(d / 1000), (long long)(d % 1000));
+}
+
+static const pg_pair_ops_t ops = {PG_FIND_RETRY_DUPLICATE, match, reason};
+
+void pg_detect_retry(pg_engine_t *e, int ri, const pg_record_t *rec,
+                     pg_claims_t *claims)
+{
+        pg_keyb_t kb;
+        pg_keyb_init(&kb, PG_TAG_RETRY);
+        pg_keyb_str(&kb, &rec->terminal_id);
+        pg_keyb_str(&kb, &rec->stan);
+        pg_keyb_str(&kb, &rec->card_token);
+        pg_keyb_i64(&kb, rec->amount);
+        pg_keyb_str(&kb, &rec->currency);
+        pg_detect_pair(e, ri, rec, pg_keyb_done(&kb), &ops, claims);
+}

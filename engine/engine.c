@@ -1,0 +1,391 @@
+/*
+ * engine.c - the engine's driver: arrival (dedupe, reorder), processing in
+ * groups of equal event time, and the helpers the detectors share.
+ *
+ * The flow of one record (docs/SEMANTICS.md section 2):
+ *   push -> transport dedupe -> reorder buffer -> released in (t, arrival)
+ *   order, in groups of equal t -> (1) refund decisions due before t ->
+ *   (2) facts: cancellations and charges -> (3) detectors, rule file order.
+ * Expiry of every table runs once per group with bounded work.
+ */
+#include "engine_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rules_expr.h"
+
+static const char *const finding_names[PG_FIND__COUNT] = {
+    "retry_duplicate",
+    "repeated_swipe",
+    "overcharge",
+    "undercharge",
+    "refund_exceeds_original",
+    "refund_card_mismatch",
+    "refund_without_original",
+    "refund_blocked",
+    "aggregate"};
+
+const char *pg_finding_name(pg_finding_t f)
+{
+        return f < PG_FIND__COUNT ? finding_names[f] : "unknown";
+}
+
+static int64_t max64(int64_t a, int64_t b)
+{
+        return a > b ? a : b;
+}
+
+pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
+                           const pg_engine_conf_t *conf, const pg_sink_t *sink,
+                           char *errstr, size_t errstr_size)
+{
+        if (!rules || !sink) {
+                snprintf(errstr, errstr_size, "engine needs rules and a sink");
+                return NULL;
+        }
+        pg_engine_t *e = pg_xcalloc(1, sizeof(*e));
+        e->rs = rules;
+        if (conf)
+                e->conf = *conf;
+        if (e->conf.refund_cap_merchant <= 0)
+                e->conf.refund_cap_merchant = PG_DEFAULT_CAP_MERCHANT;
+        if (e->conf.refund_cap_global <= 0)
+                e->conf.refund_cap_global = PG_DEFAULT_CAP_GLOBAL;
+        if (!e->conf.max_state_bytes)
+                e->conf.max_state_bytes = PG_DEFAULT_MAX_STATE;
+        e->sink = *sink;
+        e->budget.cap = e->conf.max_state_bytes;
+
+        /* How long state must be kept (SEMANTICS.md 2 and 4): a charge is
+         * paired within the longest window, decided refund_delay later, and
+         * records may be allowed_lateness out of order. */
+        int64_t maxwin = 0, lookback = 0;
+        for (int i = 0; i < rules->n_rules; i++) {
+                const pg_rule_t *r = &rules->rules[i];
+                if (r->detector == PG_DET_RETRY_DUPLICATE ||
+                    r->detector == PG_DET_REPEATED_SWIPE)
+                        maxwin = max64(maxwin, r->window_ms);
+                if (r->detector == PG_DET_REFUND_ANOMALY)
+                        lookback = max64(lookback, r->lookback_ms);
+        }
+        e->short_h =
+            maxwin + rules->refund_delay_ms + rules->allowed_lateness_ms + 1;
+        e->long_h =
+            max64(e->short_h, lookback + rules->allowed_lateness_ms + 1);
+
+        e->dedupe = pg_table_new("dedupe", 0, &e->budget);
+        e->facts = pg_table_new("facts", sizeof(pg_fact_t), &e->budget);
+        e->caps = pg_table_new("caps", sizeof(int64_t), &e->budget);
+        e->reorder = pg_reorder_new(&e->budget);
+        e->rule_state = pg_xcalloc(rules->n_rules ? rules->n_rules : 1,
+                                   sizeof(pg_rule_state_t));
+        for (int i = 0; i < rules->n_rules; i++) {
+                const pg_rule_t *r = &rules->rules[i];
+                switch (r->detector) {
+                case PG_DET_RETRY_DUPLICATE:
+                case PG_DET_REPEATED_SWIPE:
+                        e->rule_state[i].chain = pg_chain_new(
+                            r->id, sizeof(pg_pair_member_t),
+                            r->window_ms + rules->allowed_lateness_ms,
+                            &e->budget);
+                        break;
+                case PG_DET_AGGREGATE:
+                        pg_detect_aggregate_init(e, i);
+                        break;
+                default:
+                        break;
+                }
+        }
+        return e;
+}
+
+void pg_engine_free(pg_engine_t *e)
+{
+        if (!e)
+                return;
+        for (int i = 0; i < e->rs->n_rules; i++) {
+                pg_chain_free(e->rule_state[i].chain);
+                if (e->rs->rules[i].detector == PG_DET_AGGREGATE)
+                        pg_detect_aggregate_free(e, i);
+        }
+        free(e->rule_state);
+        pg_refund_free_all(e);
+        pg_table_free(e->dedupe);
+        pg_table_free(e->facts);
+        pg_table_free(e->caps);
+        pg_reorder_free(e->reorder);
+        free(e);
+}
+
+/* ---- helpers for detectors ---- */
+
+pg_fact_t *pg_engine_fact(pg_engine_t *e, pg_key_t rrn_key)
+{
+        return pg_table_lookup(e->facts, rrn_key, e->now);
+}
+
+bool pg_engine_cancelled(pg_engine_t *e, pg_key_t rrn_key, int64_t t)
+{
+        pg_fact_t *f = pg_engine_fact(e, rrn_key);
+        return f && f->has_cancel && f->cancel_at <= t;
+}
+
+static int64_t wall_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pg_engine_alert_init(pg_engine_t *e, pg_alert_t *a, const pg_rule_t *r,
+                          pg_finding_t f, const char *finding_name,
+                          const pg_record_t *rec)
+{
+        memset(a, 0, sizeof(*a));
+        a->rule_id = r->id;
+        a->rule_version = e->rs->version;
+        a->detector = pg_detector_name(r->detector);
+        a->finding = finding_name ? finding_name : pg_finding_name(f);
+        a->severity = r->severity;
+        a->mode = pg_mode_name(r->mode);
+        a->merchant_id = rec->merchant_id.s;
+        a->terminal_id = rec->terminal_id.s;
+        a->txn_ids[0] = rec->txn_id.s;
+        a->n_txn_ids = 1;
+        a->amount = rec->amount;
+        a->currency = rec->currency.s;
+        a->pan_masked = rec->pan_masked.len ? rec->pan_masked.s : NULL;
+        a->event_time = rec->event_time;
+
+        char text[3 * PG_STR_MAX + 32];
+        int n = snprintf(text, sizeof(text), "alert|%s|%s|%s", r->id,
+                         a->finding, rec->txn_id.s);
+        pg_id_make(a->alert_id, "al-", text, (size_t)n);
+}
+
+void pg_engine_emit_alert(pg_engine_t *e, pg_alert_t *a, pg_finding_t f,
+                          const pg_rule_t *r)
+{
+        a->detected_at = e->conf.event_clock ? e->now : wall_ms();
+        e->st.alerts[f]++;
+        if (r->mode == PG_MODE_SHADOW)
+                e->st.alerts_shadow++;
+        e->sink.alert(e->sink.opaque, a);
+}
+
+void pg_fmt_amount(char *buf, size_t size, int64_t minor, const char *cur)
+{
+        /* ISO 4217 minor-unit exponents other than 2, for readable
+         * reasons only: amounts in outputs stay in minor units. */
+        static const char *const zero[] = {"JPY", "KRW", "VND", "CLP", "ISK",
+                                           "XOF", "XAF", "UGX", "PYG", NULL};
+        static const char *const three[] = {"BHD", "KWD", "OMR", "JOD",
+                                            "TND", "IQD", "LYD", NULL};
+        int exp = 2;
+        for (int i = 0; zero[i]; i++)
+                if (!strcmp(cur, zero[i]))
+                        exp = 0;
+        for (int i = 0; three[i]; i++)
+                if (!strcmp(cur, three[i]))
+                        exp = 3;
+        int64_t div = exp == 0 ? 1 : exp == 2 ? 100 : 1000;
+        const char *sign = minor < 0 ? "-" : "";
+        uint64_t m =
+            minor < 0 ? (uint64_t)0 - (uint64_t)minor : (uint64_t)minor;
+        if (exp == 0)
+                snprintf(buf, size, "%s%" PRIu64 " %s", sign, m, cur);
+        else
+                snprintf(buf, size, "%s%" PRIu64 ".%0*" PRIu64 " %s", sign,
+                         m / (uint64_t)div, exp, m % (uint64_t)div, cur);
+}
+
+/* ---- processing ---- */
+
+/* Step 2: facts of one record (cancellations and charges). */
+static void register_facts(pg_engine_t *e, const pg_record_t *rec)
+{
+        if (rec->status != PG_STATUS_APPROVED)
+                return;
+        bool created;
+        if (rec->kind == PG_KIND_REVERSAL || rec->kind == PG_KIND_VOID) {
+                pg_key_t k = pg_key_str(PG_TAG_RRN, &rec->original_rrn);
+                pg_fact_t *f = pg_table_upsert(
+                    e->facts, k, e->now,
+                    max64(rec->event_time, e->now) + e->short_h, &created);
+                if (!f) {
+                        e->st.state_full++;
+                        return;
+                }
+                if (!f->has_cancel || rec->event_time < f->cancel_at)
+                        f->cancel_at = rec->event_time;
+                f->has_cancel = 1;
+        } else if (rec->kind == PG_KIND_PURCHASE) {
+                pg_key_t k = pg_key_str(PG_TAG_RRN, &rec->rrn);
+                pg_fact_t *f = pg_table_upsert(
+                    e->facts, k, e->now,
+                    max64(rec->event_time, e->now) + e->long_h, &created);
+                if (!f) {
+                        e->st.state_full++;
+                        return;
+                }
+                if (f->has_charge) {
+                        e->st.rrn_conflicts++;
+                        return;
+                }
+                f->has_charge = 1;
+                f->charge_t = rec->event_time;
+                f->charge_amount = rec->amount;
+                f->card_key = pg_key_str(PG_TAG_CARD, &rec->card_token);
+                memcpy(f->currency, rec->currency.s, 4);
+                f->charge_txn = rec->txn_id;
+        }
+}
+
+/* Step 3: the detectors, rule file order. */
+static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
+{
+        const pg_ruleset_t *rs = e->rs;
+        pg_claims_t claims;
+        claims.n = 0;
+        bool charge = pg_record_is_charge(rec);
+        bool refund =
+            rec->kind == PG_KIND_REFUND && rec->status == PG_STATUS_APPROVED;
+        if (refund) {
+                /* Every approved refund counts toward refunded(P), whatever
+                 * rules are active (SEMANTICS.md 3, refund_anomaly). */
+                bool created;
+                pg_key_t k = pg_key_str(PG_TAG_RRN, &rec->original_rrn);
+                pg_fact_t *f = pg_table_upsert(
+                    e->facts, k, e->now,
+                    max64(rec->event_time, e->now) + e->short_h, &created);
+                if (f)
+                        f->refunded += rec->amount;
+                else
+                        e->st.state_full++;
+        }
+        for (int i = 0; i < rs->n_rules; i++) {
+                switch (rs->rules[i].detector) {
+                case PG_DET_RETRY_DUPLICATE:
+                        if (charge)
+                                pg_detect_retry(e, i, rec, &claims);
+                        break;
+                case PG_DET_REPEATED_SWIPE:
+                        if (charge)
+                                pg_detect_swipe(e, i, rec, &claims);
+                        break;
+                case PG_DET_AMOUNT_MISMATCH:
+                        if (charge)
+                                pg_detect_mismatch(e, i, rec, &claims);
+                        break;
+                case PG_DET_REFUND_ANOMALY:
+                        if (refund)
+                                pg_detect_refund(e, i, rec);
+                        break;
+                case PG_DET_AGGREGATE:
+                        pg_detect_aggregate(e, i, rec);
+                        break;
+                default:
+                        break;
+                }
+        }
+        if (claims.n)
+                pg_refund_enqueue(e, rec, &claims);
+}
+
+static void expire_all(pg_engine_t *e)
+{
+        pg_table_expire(e->dedupe, e->max_t, PG_EXPIRE_WORK);
+        pg_table_expire(e->facts, e->now, PG_EXPIRE_WORK);
+        pg_table_expire(e->caps, e->now, PG_EXPIRE_WORK);
+        for (int i = 0; i < e->rs->n_rules; i++) {
+                if (e->rule_state[i].chain)
+                        pg_chain_expire(e->rule_state[i].chain, e->now,
+                                        PG_EXPIRE_WORK);
+                else if (e->rs->rules[i].detector == PG_DET_AGGREGATE)
+                        pg_detect_aggregate_expire(e, i);
+        }
+}
+
+/* Process one group: the records popped from the reorder buffer with equal
+ * event time t (or one late record). */
+static void process_group(pg_engine_t *e, pg_record_t **grp, size_t n)
+{
+        int64_t t = grp[0]->event_time;
+        if (!e->have_now || t > e->now) {
+                pg_refund_resolve_before(e, t, false);
+                e->now = t;
+                e->have_now = true;
+        }
+        expire_all(e);
+        for (size_t i = 0; i < n; i++)
+                register_facts(e, grp[i]);
+        for (size_t i = 0; i < n; i++)
+                run_detectors(e, grp[i]);
+}
+
+#define GROUP_MAX 256
+
+/* Release every buffered record with t < limit (or all when flush), in
+ * groups of equal event time. A group larger than GROUP_MAX is processed in
+ * parts: identical times beyond 256 records are ties in arrival order, so
+ * only the same-time cancellation rule could notice, and it is counted. */
+static void release(pg_engine_t *e, int64_t limit, bool flush)
+{
+        pg_record_t *grp[GROUP_MAX];
+        for (;;) {
+                const pg_record_t *top = pg_reorder_peek(e->reorder);
+                if (!top || (!flush && top->event_time >= limit))
+                        break;
+                int64_t t = top->event_time;
+                size_t n = 0;
+                while (n < GROUP_MAX && (top = pg_reorder_peek(e->reorder)) &&
+                       top->event_time == t)
+                        grp[n++] = pg_reorder_pop(e->reorder);
+                process_group(e, grp, n);
+                for (size_t i = 0; i < n; i++)
+                        pg_reorder_release(e->reorder, grp[i]);
+        }
+}
+
+void pg_engine_push(pg_engine_t *e, const pg_record_t *rec)
+{
+        int64_t t = rec->event_time;
+        /* Transport dedupe at arrival (SEMANTICS.md 2). */
+        int64_t now = e->have_max ? max64(e->max_t, t) : t;
+        bool created;
+        pg_key_t k = pg_key_str(PG_TAG_TXN, &rec->txn_id);
+        void *d = pg_table_upsert(e->dedupe, k, now,
+                                  t + e->rs->dedupe_horizon_ms, &created);
+        if (d && !created) {
+                e->st.duplicates++;
+                return;
+        }
+        if (!d)
+                e->st.state_full++;
+        e->st.records++;
+        if (e->have_max && t < e->max_t - e->rs->allowed_lateness_ms)
+                e->st.late++;
+        e->max_t = now;
+        e->have_max = true;
+
+        pg_reorder_push(e->reorder, rec, ++e->seq);
+        release(e, e->max_t - e->rs->allowed_lateness_ms, false);
+}
+
+void pg_engine_flush(pg_engine_t *e)
+{
+        release(e, 0, true);
+        pg_refund_resolve_before(e, 0, true);
+}
+
+void pg_engine_stats(const pg_engine_t *e, pg_engine_stats_t *out)
+{
+        *out = e->st;
+        out->state_full += e->budget.refused;
+        out->state_bytes = e->budget.used;
+        out->state_bytes_peak = e->budget.peak;
+}

@@ -1,0 +1,88 @@
+/*
+ * engine.h - the detection engine: records in, alerts and refunds out.
+ *
+ * One engine owns the state of one stream partition (replay: the whole
+ * input). It is single-threaded: every function here must be called from
+ * the one thread that drives this engine. The rule set is borrowed and must
+ * outlive the engine. See docs/SEMANTICS.md for what it decides.
+ */
+#ifndef PG_ENGINE_H
+#define PG_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "output.h"
+#include "record.h"
+#include "rules.h"
+
+typedef struct pg_engine pg_engine_t;
+
+typedef struct pg_engine_conf {
+        /* Guard rails: refunded minor units per UTC hour of event time, per
+         * (merchant, currency) and per currency. <= 0 means the default. */
+        int64_t refund_cap_merchant;
+        int64_t refund_cap_global;
+        bool kill_switch;
+        /* State memory cap in bytes (0: default 1 GiB). */
+        size_t max_state_bytes;
+        /* detected_at from the event clock instead of the wall clock. */
+        bool event_clock;
+} pg_engine_conf_t;
+
+#define PG_DEFAULT_CAP_MERCHANT 100000000LL /* 1,000,000.00 per hour */
+#define PG_DEFAULT_CAP_GLOBAL 1000000000LL  /* 10,000,000.00 per hour */
+#define PG_DEFAULT_MAX_STATE ((size_t)1 << 30)
+
+typedef enum pg_finding {
+        PG_FIND_RETRY_DUPLICATE = 0,
+        PG_FIND_REPEATED_SWIPE,
+        PG_FIND_OVERCHARGE,
+        PG_FIND_UNDERCHARGE,
+        PG_FIND_REFUND_EXCEEDS_ORIGINAL,
+        PG_FIND_REFUND_CARD_MISMATCH,
+        PG_FIND_REFUND_WITHOUT_ORIGINAL,
+        PG_FIND_REFUND_BLOCKED,
+        PG_FIND_AGGREGATE,
+        PG_FIND__COUNT
+} pg_finding_t;
+
+const char *pg_finding_name(pg_finding_t f);
+
+typedef struct pg_engine_stats {
+        uint64_t records;    /* accepted records pushed */
+        uint64_t duplicates; /* transport duplicates dropped */
+        uint64_t late;       /* later than allowed_lateness */
+        uint64_t alerts[PG_FIND__COUNT];
+        uint64_t alerts_shadow; /* of which from shadow rules */
+        uint64_t refunds_duplicate;
+        uint64_t refunds_overcharge;
+        uint64_t refund_amount;     /* minor units commanded, all currencies */
+        uint64_t refunds_cancelled; /* charge cancelled by decision time */
+        uint64_t refunds_nothing_left; /* already refunded in full */
+        uint64_t refunds_blocked;      /* guard rails (see alerts) */
+        uint64_t state_full;           /* inserts refused by the memory cap */
+        uint64_t
+            chain_truncated;    /* pairing looked at most 64 earlier charges */
+        uint64_t rrn_conflicts; /* a second charge with a known rrn */
+        uint64_t reorder_overflow; /* forced out of the reorder buffer */
+        size_t state_bytes;        /* current state memory */
+        size_t state_bytes_peak;
+} pg_engine_stats_t;
+
+/* Build an engine. Returns NULL with errstr set on failure. */
+pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
+                           const pg_engine_conf_t *conf, const pg_sink_t *sink,
+                           char *errstr, size_t errstr_size);
+/* Offer one accepted record (copied; rec->seq is ignored). Outputs for it,
+ * and for any decision its time makes due, go to the sink before return or
+ * later, as event time advances. */
+void pg_engine_push(pg_engine_t *e, const pg_record_t *rec);
+/* End of a finite input: release every buffered record and resolve every
+ * pending decision as if time ran on past every window. */
+void pg_engine_flush(pg_engine_t *e);
+void pg_engine_stats(const pg_engine_t *e, pg_engine_stats_t *out);
+void pg_engine_free(pg_engine_t *e);
+
+#endif

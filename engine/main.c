@@ -1,0 +1,437 @@
+/*
+ * main.c - the posguard command line.
+ *
+ *   posguard replay --rules FILE --input FILE|- [options]
+ *   posguard check FILE...        (validate rule files)
+ *   posguard version
+ *
+ * replay reads JSON-lines records, runs the engine, prints alerts and
+ * refund commands as JSON lines on stdout and a summary on stderr. Its exit
+ * status is non-zero only when it cannot run (bad rule file, unreadable
+ * input, bad option); a bad record is rejected, counted and goes on.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "codec_json.h"
+#include "engine.h"
+#include "rules.h"
+#include "source_file.h"
+
+#define PG_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+        fputs("usage:\n"
+              "  posguard replay --rules FILE --input FILE|- [options]\n"
+              "  posguard check FILE...\n"
+              "  posguard version\n"
+              "\n"
+              "replay options:\n"
+              "  --dead-letter FILE        write rejected records (JSON "
+              "lines, with reasons)\n"
+              "  --stats FILE              write the run's counters as JSON\n"
+              "  --clock wall|event        detected_at from the wall clock "
+              "(default)\n"
+              "                            or the event clock (byte-stable "
+              "outputs)\n"
+              "  --refund-cap-merchant N   max refunded minor units per "
+              "merchant,\n"
+              "                            currency and UTC hour (default "
+              "100000000)\n"
+              "  --refund-cap-global N     max refunded minor units per "
+              "currency and\n"
+              "                            UTC hour (default 1000000000)\n"
+              "  --kill-switch             no refund commands: every refund "
+              "becomes a\n"
+              "                            refund_blocked alert\n"
+              "  --max-state-mb N          state memory cap (default 1024)\n"
+              "  --quiet                   no summary on stderr\n",
+              f);
+}
+
+typedef struct out_ctx {
+        FILE *out;
+        char buf[PG_JSON_OUT_MAX];
+} out_ctx_t;
+
+static void on_alert(void *opaque, const pg_alert_t *a)
+{
+        out_ctx_t *o = opaque;
+        int n = pg_codec_json_alert(o->buf, sizeof(o->buf), a);
+        if (n > 0)
+                fwrite(o->buf, 1, (size_t)n, o->out);
+}
+
+static void on_refund(void *opaque, const pg_refund_t *r)
+{
+        out_ctx_t *o = opaque;
+        int n = pg_codec_json_refund(o->buf, sizeof(o->buf), r);
+        if (n > 0)
+                fwrite(o->buf, 1, (size_t)n, o->out);
+}
+
+static int parse_i64(const char *s, int64_t *v)
+{
+        char *end;
+        errno = 0;
+        long long x = strtoll(s, &end, 10);
+        if (errno || end == s || *end || x < 0)
+                return -1;
+        *v = x;
+        return 0;
+}
+
+static double now_s(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct run_counts {
+        uint64_t lines;
+        uint64_t rejected;
+        uint64_t by_reason[PG_REJ__COUNT];
+} run_counts_t;
+
+static void write_stats(FILE *f, const run_counts_t *c,
+                        const pg_engine_stats_t *st, double secs, long rss_kb)
+{
+        fprintf(f,
+                "{\"lines\":%" PRIu64 ",\"rejected\":%" PRIu64
+                ",\"rejected_by_reason\":{",
+                c->lines, c->rejected);
+        int first = 1;
+        for (int i = 1; i < PG_REJ__COUNT; i++) {
+                if (!c->by_reason[i])
+                        continue;
+                fprintf(f, "%s\"%s\":%" PRIu64, first ? "" : ",",
+                        pg_reject_name((pg_reject_t)i), c->by_reason[i]);
+                first = 0;
+        }
+        fprintf(f,
+                "},\"records\":%" PRIu64 ",\"duplicates\":%" PRIu64
+                ",\"late\":%" PRIu64 ",\"alerts\":{",
+                st->records, st->duplicates, st->late);
+        first = 1;
+        for (int i = 0; i < PG_FIND__COUNT; i++) {
+                if (!st->alerts[i])
+                        continue;
+                fprintf(f, "%s\"%s\":%" PRIu64, first ? "" : ",",
+                        pg_finding_name((pg_finding_t)i), st->alerts[i]);
+                first = 0;
+        }
+        fprintf(
+            f,
+            "},\"alerts_shadow\":%" PRIu64 ",\"refunds\":%" PRIu64
+            ",\"refunds_duplicate\":%" PRIu64 ",\"refunds_overcharge\":%" PRIu64
+            ",\"refund_amount\":%" PRIu64 ",\"refunds_cancelled\":%" PRIu64
+            ",\"refunds_nothing_left\":%" PRIu64 ",\"refunds_blocked\":%" PRIu64
+            ",\"state_full\":%" PRIu64 ",\"chain_truncated\":%" PRIu64
+            ",\"rrn_conflicts\":%" PRIu64
+            ",\"state_bytes_peak\":%zu,\"seconds\":%.3f,"
+            "\"records_per_second\":%.0f,\"peak_rss_kb\":%ld}\n",
+            st->alerts_shadow, st->refunds_duplicate + st->refunds_overcharge,
+            st->refunds_duplicate, st->refunds_overcharge, st->refund_amount,
+            st->refunds_cancelled, st->refunds_nothing_left,
+            st->refunds_blocked, st->state_full, st->chain_truncated,
+            st->rrn_conflicts, st->state_bytes_peak, secs,
+            secs > 0 ? (double)c->lines / secs : 0.0, rss_kb);
+}
+
+static void print_summary(FILE *f, const run_counts_t *c,
+                          const pg_engine_stats_t *st, double secs, long rss_kb)
+{
+        fprintf(f,
+                "posguard replay: %" PRIu64 " lines, %" PRIu64
+                " records accepted, %" PRIu64 " rejected, %" PRIu64
+                " transport duplicates dropped, %" PRIu64 " late\n",
+                c->lines, st->records, c->rejected, st->duplicates, st->late);
+        for (int i = 1; i < PG_REJ__COUNT; i++)
+                if (c->by_reason[i])
+                        fprintf(f, "  rejected %-22s %" PRIu64 "\n",
+                                pg_reject_name((pg_reject_t)i),
+                                c->by_reason[i]);
+        for (int i = 0; i < PG_FIND__COUNT; i++)
+                if (st->alerts[i])
+                        fprintf(f, "  alerts   %-22s %" PRIu64 "\n",
+                                pg_finding_name((pg_finding_t)i),
+                                st->alerts[i]);
+        fprintf(f,
+                "  refunds  duplicate %" PRIu64 ", overcharge %" PRIu64
+                ", total %" PRIu64 " minor units; not sent: %" PRIu64
+                " cancelled, %" PRIu64 " already refunded, %" PRIu64
+                " blocked\n",
+                st->refunds_duplicate, st->refunds_overcharge,
+                st->refund_amount, st->refunds_cancelled,
+                st->refunds_nothing_left, st->refunds_blocked);
+        if (st->state_full || st->chain_truncated || st->rrn_conflicts)
+                fprintf(f,
+                        "  WARNING  state cap refusals %" PRIu64
+                        ", truncated walks %" PRIu64 ", rrn conflicts %" PRIu64
+                        "\n",
+                        st->state_full, st->chain_truncated, st->rrn_conflicts);
+        fprintf(f,
+                "  %.3f s, %.0f lines/s, state peak %.1f MiB, peak RSS %.1f "
+                "MiB\n",
+                secs, secs > 0 ? (double)c->lines / secs : 0.0,
+                (double)st->state_bytes_peak / 1048576.0,
+                (double)rss_kb / 1024.0);
+}
+
+static int cmd_replay(int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"rules", required_argument, 0, 'r'},
+            {"input", required_argument, 0, 'i'},
+            {"dead-letter", required_argument, 0, 'd'},
+            {"stats", required_argument, 0, 's'},
+            {"clock", required_argument, 0, 'c'},
+            {"refund-cap-merchant", required_argument, 0, 'm'},
+            {"refund-cap-global", required_argument, 0, 'g'},
+            {"kill-switch", no_argument, 0, 'k'},
+            {"max-state-mb", required_argument, 0, 'x'},
+            {"quiet", no_argument, 0, 'q'},
+            {"help", no_argument, 0, 'h'},
+            {0, 0, 0, 0}};
+        const char *rules_path = NULL, *input = NULL, *dlq_path = NULL,
+                   *stats_path = NULL;
+        pg_engine_conf_t conf;
+        memset(&conf, 0, sizeof(conf));
+        bool quiet = false;
+        int c;
+        int64_t v;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                switch (c) {
+                case 'r':
+                        rules_path = optarg;
+                        break;
+                case 'i':
+                        input = optarg;
+                        break;
+                case 'd':
+                        dlq_path = optarg;
+                        break;
+                case 's':
+                        stats_path = optarg;
+                        break;
+                case 'c':
+                        if (!strcmp(optarg, "event"))
+                                conf.event_clock = true;
+                        else if (strcmp(optarg, "wall")) {
+                                fprintf(stderr, "posguard: --clock must be "
+                                                "wall or event\n");
+                                return 2;
+                        }
+                        break;
+                case 'm':
+                case 'g':
+                case 'x':
+                        if (parse_i64(optarg, &v) < 0 || v == 0) {
+                                fprintf(stderr,
+                                        "posguard: --%s needs a positive "
+                                        "integer, got '%s'\n",
+                                        c == 'm'   ? "refund-cap-merchant"
+                                        : c == 'g' ? "refund-cap-global"
+                                                   : "max-state-mb",
+                                        optarg);
+                                return 2;
+                        }
+                        if (c == 'm')
+                                conf.refund_cap_merchant = v;
+                        else if (c == 'g')
+                                conf.refund_cap_global = v;
+                        else
+                                conf.max_state_bytes = (size_t)v << 20;
+                        break;
+                case 'k':
+                        conf.kill_switch = true;
+                        break;
+                case 'q':
+                        quiet = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (!rules_path || !input || optind != argc) {
+                usage(stderr);
+                return 2;
+        }
+        char err[512];
+        pg_ruleset_t *rs = pg_rules_load_file(rules_path, err, sizeof(err));
+        if (!rs) {
+                fprintf(stderr, "posguard: %s\n", err);
+                return 1;
+        }
+        pg_source_file_t *src = pg_source_file_open(input, err, sizeof(err));
+        if (!src) {
+                fprintf(stderr, "posguard: cannot read input: %s\n", err);
+                pg_rules_free(rs);
+                return 1;
+        }
+        FILE *dlq = NULL;
+        if (dlq_path && !(dlq = fopen(dlq_path, "w"))) {
+                fprintf(stderr, "posguard: cannot write %s: %s\n", dlq_path,
+                        strerror(errno));
+                pg_source_file_close(src);
+                pg_rules_free(rs);
+                return 1;
+        }
+        static out_ctx_t out;
+        out.out = stdout;
+        static char obuf[1 << 16];
+        setvbuf(stdout, obuf, _IOFBF, sizeof(obuf));
+        pg_sink_t sink = {on_alert, on_refund, &out};
+        pg_engine_t *e = pg_engine_new(rs, &conf, &sink, err, sizeof(err));
+        if (!e) {
+                fprintf(stderr, "posguard: %s\n", err);
+                return 1;
+        }
+
+        run_counts_t counts;
+        memset(&counts, 0, sizeof(counts));
+        double t0 = now_s();
+        const char *line;
+        size_t len;
+        bool too_long;
+        int rc = 0, got;
+        static pg_record_t rec;
+        static char dbuf[PG_JSON_OUT_MAX];
+        uint64_t line_no = 0;
+        while ((got = pg_source_file_next(src, &line, &len, &too_long, err,
+                                          sizeof(err))) > 0) {
+                line_no++;
+                /* blank lines are not records: skipped, not counted */
+                size_t k = 0;
+                while (!too_long && k < len &&
+                       (line[k] == ' ' || line[k] == '\t' || line[k] == '\r'))
+                        k++;
+                if (!too_long && k == len)
+                        continue;
+                counts.lines++;
+                const char *field = NULL;
+                pg_reject_t why;
+                char detail[256];
+                if (too_long) {
+                        why = PG_REJ_LINE_TOO_LONG;
+                        snprintf(detail, sizeof(detail),
+                                 "line longer than %d bytes", PG_JSON_MAX_LINE);
+                } else {
+                        why = pg_codec_json_parse(line, len, &rec, &field,
+                                                  detail, sizeof(detail));
+                }
+                if (why == PG_REJ_NONE) {
+                        pg_engine_push(e, &rec);
+                        continue;
+                }
+                counts.rejected++;
+                counts.by_reason[why]++;
+                if (dlq) {
+                        int n =
+                            pg_codec_json_reject(dbuf, sizeof(dbuf), why, field,
+                                                 detail, line_no, line, len);
+                        if (n > 0)
+                                fwrite(dbuf, 1, (size_t)n, dlq);
+                }
+        }
+        if (got < 0) {
+                fprintf(stderr, "posguard: %s\n", err);
+                rc = 1;
+        }
+        pg_engine_flush(e);
+        fflush(stdout);
+        double secs = now_s() - t0;
+        pg_engine_stats_t st;
+        pg_engine_stats(e, &st);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        if (!quiet)
+                print_summary(stderr, &counts, &st, secs, ru.ru_maxrss);
+        if (stats_path) {
+                FILE *sf = fopen(stats_path, "w");
+                if (!sf) {
+                        fprintf(stderr, "posguard: cannot write %s: %s\n",
+                                stats_path, strerror(errno));
+                        rc = 1;
+                } else {
+                        write_stats(sf, &counts, &st, secs, ru.ru_maxrss);
+                        fclose(sf);
+                }
+        }
+        if (dlq)
+                fclose(dlq);
+        pg_engine_free(e);
+        pg_source_file_close(src);
+        pg_rules_free(rs);
+        return rc;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+        if (argc < 2) {
+                usage(stderr);
+                return 2;
+        }
+        int bad = 0;
+        for (int i = 1; i < argc; i++) {
+                char err[512];
+                pg_ruleset_t *rs =
+                    pg_rules_load_file(argv[i], err, sizeof(err));
+                if (!rs) {
+                        fprintf(stderr, "%s\n", err);
+                        bad = 1;
+                        continue;
+                }
+                printf("%s: version %s, %d active rules\n", argv[i],
+                       rs->version, rs->n_rules);
+                for (int j = 0; j < rs->n_rules; j++) {
+                        const pg_rule_t *r = &rs->rules[j];
+                        printf("  %-24s %-16s %-8s %-7s %s\n", r->id,
+                               pg_detector_name(r->detector),
+                               pg_mode_name(r->mode),
+                               r->action == PG_ACTION_REFUND ? "refund"
+                                                             : "alert",
+                               r->severity);
+                }
+                pg_rules_free(rs);
+        }
+        return bad;
+}
+
+int main(int argc, char **argv)
+{
+        if (argc < 2) {
+                usage(stderr);
+                return 2;
+        }
+        const char *cmd = argv[1];
+        if (!strcmp(cmd, "replay"))
+                return cmd_replay(argc - 1, argv + 1);
+        if (!strcmp(cmd, "check"))
+                return cmd_check(argc - 1, argv + 1);
+        if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+                printf("posguard %s\n", PG_VERSION);
+                return 0;
+        }
+        if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") ||
+            !strcmp(cmd, "-h")) {
+                usage(stdout);
+                return 0;
+        }
+        fprintf(stderr, "posguard: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+}

@@ -1,0 +1,59 @@
+/*
+ * state_table.h - the engine's keyed state: a hash table whose entries
+ * expire by event time.
+ *
+ * Every index of the engine (transport dedupe, rrn facts, pairing groups,
+ * aggregate groups, refund caps) is one of these tables, so that a later
+ * lock-free or sharded table can replace this module without touching the
+ * detectors: they only use lookup / upsert / remove / expire.
+ *
+ * An entry is live while now < expire_at; a dead entry is never returned,
+ * even before expiry has physically removed it. Values are fixed-size,
+ * zeroed when created, and stay where they are until the next upsert or
+ * expire call on the same table (a pointer is valid until then).
+ *
+ * Not thread-safe: one table belongs to one engine, driven by one thread.
+ */
+#ifndef PG_STATE_TABLE_H
+#define PG_STATE_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util_hash.h"
+#include "util_mem.h"
+
+typedef struct pg_table pg_table_t;
+
+/* value_size: bytes of value per entry. Memory is taken from b. */
+pg_table_t *pg_table_new(const char *name, size_t value_size, pg_budget_t *b);
+void pg_table_free(pg_table_t *t);
+
+/* The live value for k at time now, or NULL. */
+void *pg_table_lookup(const pg_table_t *t, pg_key_t k, int64_t now);
+
+/*
+ * The live value for k, created (zeroed, *created = true) when absent or
+ * dead. Its expiry becomes max(current, expire_at). Returns NULL when the
+ * memory cap refuses the new entry (the caller counts it).
+ */
+void *pg_table_upsert(pg_table_t *t, pg_key_t k, int64_t now, int64_t expire_at,
+                      bool *created);
+
+/* Raise the expiry of a live value returned by lookup/upsert. */
+void pg_table_extend(pg_table_t *t, void *value, int64_t expire_at);
+
+void pg_table_remove(pg_table_t *t, pg_key_t k);
+
+/*
+ * Physically remove entries dead at now. Work is bounded by max_work
+ * expiry records per call (the rest waits for the next call); lookups are
+ * correct either way, this only returns memory.
+ */
+void pg_table_expire(pg_table_t *t, int64_t now, size_t max_work);
+
+size_t pg_table_count(const pg_table_t *t);
+size_t pg_table_bytes(const pg_table_t *t);
+
+#endif

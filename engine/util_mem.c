@@ -1,0 +1,54 @@
+/*
+ * util_mem.c - counted allocation for engine state (see util_mem.h).
+ */
+#include "util_mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+bool pg_budget_take(pg_budget_t *b, size_t n)
+{
+        if (b->cap && (n > b->cap || b->used > b->cap - n)) {
+                b->refused++;
+                return false;
+        }
+        b->used += n;
+        if (b->used > b->peak)
+                b->peak = b->used;
+        return true;
+}
+
+void pg_budget_give(pg_budget_t *b, size_t n)
+{
+        b->used = n > b->used ? 0 : b->used - n;
+}
+
+static void oom(size_t n)
+{
+        fprintf(stderr, "posguard: out of memory allocating %zu bytes\n", n);
+        abort();
+}
+
+void *pg_xmalloc(size_t n)
+{
+        void *p = malloc(n ? n : 1);
+        if (!p)
+                oom(n);
+        return p;
+}
+
+void *pg_xcalloc(size_t count, size_t n)
+{
+        void *p = calloc(count ? count : 1, n ? n : 1);
+        if (!p)
+                oom(count * n);
+        return p;
+}
+
+void *pg_xrealloc(void *p, size_t n)
+{
+        void *q = realloc(p, n ? n : 1);
+        if (!q)
+                oom(n);
+        return q;
+}

@@ -1,0 +1,128 @@
+/*
+ * window_chain.c - keyed groups of recent members (see window_chain.h).
+ *
+ * Positions are absolute (a 64-bit count of appends); the ring keeps
+ * positions [tail, head). Position p lives at ring[p % cap]. A link is
+ * valid iff tail <= p < head, so a dropped member is detected without
+ * generations. The ring doubles when full (amortised O(1) per append).
+ */
+#include "window_chain.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct group {
+        uint64_t newest; /* position + 1 */
+} group_t;
+
+struct pg_chain {
+        size_t member_size;
+        int64_t horizon;
+        unsigned char *ring;
+        uint64_t cap; /* members, power of two */
+        uint64_t tail, head;
+        pg_table_t *groups;
+        pg_budget_t *budget;
+};
+
+pg_chain_t *pg_chain_new(const char *name, size_t member_size,
+                         int64_t horizon_ms, pg_budget_t *b)
+{
+        pg_chain_t *c = pg_xcalloc(1, sizeof(*c));
+        c->member_size = (member_size + 7) & ~(size_t)7;
+        c->horizon = horizon_ms;
+        c->cap = 64;
+        c->ring = pg_xmalloc(c->cap * c->member_size);
+        b->used += c->cap * c->member_size;
+        c->groups = pg_table_new(name, sizeof(group_t), b);
+        c->budget = b;
+        return c;
+}
+
+void pg_chain_free(pg_chain_t *c)
+{
+        if (!c)
+                return;
+        pg_budget_give(c->budget, c->cap * c->member_size);
+        pg_table_free(c->groups);
+        free(c->ring);
+        free(c);
+}
+
+static inline void *at(const pg_chain_t *c, uint64_t pos)
+{
+        return c->ring + (pos & (c->cap - 1)) * c->member_size;
+}
+
+void pg_chain_walk(const pg_chain_t *c, pg_key_t key, int64_t now,
+                   pg_chain_iter_t *it)
+{
+        group_t *g = pg_table_lookup(c->groups, key, now);
+        it->c = c;
+        it->next = g ? g->newest : 0;
+}
+
+void *pg_chain_next(pg_chain_iter_t *it)
+{
+        const pg_chain_t *c = it->c;
+        if (!it->next)
+                return NULL;
+        uint64_t pos = it->next - 1;
+        if (pos < c->tail || pos >= c->head) {
+                it->next = 0;
+                return NULL;
+        }
+        pg_chain_hdr_t *h = at(c, pos);
+        it->next = h->prev;
+        return h;
+}
+
+static bool grow(pg_chain_t *c)
+{
+        if (!pg_budget_take(c->budget, c->cap * c->member_size))
+                return false;
+        uint64_t ncap = c->cap * 2;
+        unsigned char *nr = pg_xmalloc(ncap * c->member_size);
+        for (uint64_t p = c->tail; p < c->head; p++)
+                memcpy(nr + (p & (ncap - 1)) * c->member_size, at(c, p),
+                       c->member_size);
+        free(c->ring);
+        c->ring = nr;
+        c->cap = ncap;
+        return true;
+}
+
+void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now)
+{
+        if (c->head - c->tail == c->cap && !grow(c))
+                return NULL;
+        int64_t exp = (t > now ? t : now) + c->horizon + 1;
+        bool created;
+        group_t *g = pg_table_upsert(c->groups, key, now, exp, &created);
+        if (!g)
+                return NULL;
+        uint64_t pos = c->head++;
+        pg_chain_hdr_t *h = at(c, pos);
+        memset(h, 0, c->member_size);
+        h->t = t;
+        h->prev = created ? 0 : g->newest;
+        g->newest = pos + 1;
+        return h;
+}
+
+void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)
+{
+        size_t n = max_work;
+        while (c->tail < c->head && n--) {
+                pg_chain_hdr_t *h = at(c, c->tail);
+                if (now - h->t <= c->horizon)
+                        break;
+                c->tail++;
+        }
+        pg_table_expire(c->groups, now, max_work);
+}
+
+size_t pg_chain_bytes(const pg_chain_t *c)
+{
+        return c->cap * c->member_size + pg_table_bytes(c->groups);
+}

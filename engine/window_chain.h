@@ -1,0 +1,56 @@
+/*
+ * window_chain.h - the recent members of keyed groups, newest first.
+ *
+ * The pairing detectors (retry_duplicate, repeated_swipe) ask one question
+ * per charge: "which earlier charges of my group are within my window?".
+ * A chain answers it without scanning anything but the group: members live
+ * in one ring in processing order, each linking to the previous member of
+ * its group, and a state table maps the group key to its newest member.
+ *
+ * Members are fixed-size (member_size bytes, starting with pg_chain_hdr_t)
+ * and are dropped from the ring's tail once older than the horizon. A link
+ * to a dropped member ends the walk: members are dropped oldest first, so
+ * everything behind it is gone too.
+ *
+ * Not thread-safe: one chain belongs to one engine.
+ */
+#ifndef PG_WINDOW_CHAIN_H
+#define PG_WINDOW_CHAIN_H
+
+#include <stdint.h>
+
+#include "state_table.h"
+
+typedef struct pg_chain_hdr {
+        int64_t t;     /* event time of the member */
+        uint64_t prev; /* ring position of the previous member + 1; 0: none */
+} pg_chain_hdr_t;
+
+typedef struct pg_chain pg_chain_t;
+
+/* horizon_ms: how long after its event time a member may still be asked
+ * for (window + allowed lateness). */
+pg_chain_t *pg_chain_new(const char *name, size_t member_size,
+                         int64_t horizon_ms, pg_budget_t *b);
+void pg_chain_free(pg_chain_t *c);
+
+typedef struct pg_chain_iter {
+        const pg_chain_t *c;
+        uint64_t next; /* position + 1; 0: done */
+} pg_chain_iter_t;
+
+/* Walk the members of key, newest first. */
+void pg_chain_walk(const pg_chain_t *c, pg_key_t key, int64_t now,
+                   pg_chain_iter_t *it);
+void *pg_chain_next(pg_chain_iter_t *it);
+
+/* Append a member of key with event time t; returns it (header filled,
+ * the rest zeroed) or NULL when the memory cap refuses it. */
+void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now);
+
+/* Drop members older than now - horizon (bounded by max_work). */
+void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work);
+
+size_t pg_chain_bytes(const pg_chain_t *c);
+
+#endif

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# test.sh - the whole test suite, as CI runs it:
+#   1. format check (clang-format) and the generated-docs check
+#   2. build (RelWithDebInfo) and every CTest test (unit, oracle, e2e)
+#   3. build with ASan+UBSan and run the suite again
+#   4. a short libFuzzer run of every fuzz target
+# Options: --quick (skip 3 and 4).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+jobs=$(nproc)
+
+scripts/install-deps.sh
+echo "== format check"
+scripts/format.sh --check
+
+echo "== build and test"
+scripts/build.sh build
+export PG_TEST_TMP=$(mktemp -d)
+(cd build && ctest --output-on-failure -j "$jobs")
+
+if [ $quick -eq 0 ]; then
+  echo "== ASan+UBSan build and test"
+  scripts/build.sh build-asan -DPG_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug
+  export PG_TEST_TMP=$(mktemp -d)
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+     ctest --output-on-failure -j "$jobs")
+  echo "== fuzz (short)"
+  scripts/fuzz.sh 30
+fi
+echo "== all tests passed"

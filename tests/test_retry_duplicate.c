@@ -1,0 +1,142 @@
+/*
+ * test_retry_duplicate.c - DOMAIN.md detector 1, with its boundaries.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "engine_harness.h"
+
+static h_rules_t R;
+
+static int setup(void **state)
+{
+        h_rules_init(&R);
+        h_rule(&R, "retry", PG_DET_RETRY_DUPLICATE, PG_ACTION_REFUND);
+        return 0;
+}
+
+static void at_window_boundary(void **state)
+{
+        h_run_t run;
+        h_start(&run, &R, NULL);
+        h_push(&run, h_charge("A1", T0, "M1", "T1", "000001", "c1", 1000));
+        h_push(&run,
+               h_charge("A2", T0 + 900000, "M1", "T1", "000001", "c1", 1000));
+        h_push(&run, h_charge("B1", T0, "M1", "T2", "000001", "c1", 1000));
+        h_push(&run,
+               h_charge("B2", T0 + 900001, "M1", "T2", "000001", "c1", 1000));
+        h_finish(&run);
+        assert_int_equal(h_count(&run, "retry_duplicate"), 1);
+        const h_alert_t *a = h_find_alert(&run, "retry_duplicate", "A2");
+        assert_non_null(a);
+        assert_int_equal(a->n_txn_ids, 2);
+        assert_string_equal(a->txn_ids[1], "A1");
+        const h_refund_t *r = h_find_refund(&run, "A2");
+        assert_non_null(r);
+        assert_int_equal(r->amount, 1000);
+        assert_string_equal(r->reason, "duplicate");
+        assert_int_equal(r->decided_at, T0 + 900000 + 120000);
+        assert_string_equal(r->alert_id, a->alert_id);
+        assert_int_equal(run.out.n_refunds, 1);
+}
+
+static void equal_times_later_in_input_is_duplicate(void **state)
+{
+        h_run_t run;
+        h_start(&run, &R, NULL);
+        h_push(&run, h_charge("X", T0, "M1", "T1", "7", "c1", 500));
+        h_push(&run, h_charge("Y", T0, "M1", "T1", "7", "c1", 500));
+        h_finish(&run);
+        assert_int_equal(h_count(&run, "retry_duplicate"), 1);
+        assert_non_null(h_find_alert(&run, "retry_duplicate", "Y"));
+        assert_non_null(h_find_refund(&run, "Y"));
+        assert_null(h_find_refund(&run, "X"));
+}
+
+static void key_fields_must_all_match(void **state)
+{
+        h_run_t run;
+        h_start(&run, &R, NULL);
+        h_push(&run, h_charge("A", T0, "M1", "T1", "7", "c1", 500));
+        h_push(&run, h_charge("B", T0 + 1, "M1", "T1", "7", "c1", 501));
+        h_push(&run, h_charge("C", T0 + 2, "M1", "T1", "7", "c2", 500));
+        h_push(&run, h_charge("D", T0 + 3, "M1", "T1", "8", "c1", 500));
+        h_push(&run, h_charge("E", T0 + 4, "M1", "T9", "7", "c1", 500));
+        pg_record_t f = h_charge("F", T0 + 5, "M1", "T1", "7", "c1", 500);
+        h_str(&f.currency, "USD");
+        h_push(&run, f);
+        pg_record_t g = h_charge("G", T0 + 6, "M1", "T1", "7", "c1", 500);
+        g.status = PG_STATUS_DECLINED;
+        h_push(&run, g);
+        h_finish(&run);
+        assert_int_equal(run.out.n_alerts, 0);
+        assert_int_equal(run.out.n_refunds, 0);
+}
+
+static void original_reversed_before_retry_is_not_paired(void **state)
+{
+        h_run_t run;
+        h_start(&run, &R, NULL);
+        h_push(&run, h_charge("A", T0, "M1", "T1", "7", "c1", 500));
+        h_push(&run,
+               h_follow("V", T0 + 1000, PG_KIND_REVERSAL, "A", "c1", 500));
+        h_push(&run, h_charge("B", T0 + 2000, "M1", "T1", "7", "c1", 500));
+        /* a reversal at exactly the retry's time cancels too, even when it
+         * comes after the retry in the input */
+        h_push(&run, h_charge("C", T0 + 10000, "M1", "T2", "7", "c1", 500));
+        h_push(&run, h_charge("D", T0 + 20000, "M1", "T2", "7", "c1", 500));
+        h_push(&run, h_follow("W", T0 + 20000, PG_KIND_VOID, "C", "c1", 500));
+        h_finish(&run);
+        assert_int_equal(run.out.n_alerts, 0);
+        assert_int_equal(run.out.n_refunds, 0);
+}
+
+static void deterministic_ids(void **state)
+{
+        h_run_t run;
+        h_start(&run, &R, NULL);
+        h_push(&run, h_charge("T1", T0, "M1", "T1", "7", "c1", 500));
+        h_push(&run, h_charge("T2", T0 + 10, "M1", "T1", "7", "c1", 500));
+        h_finish(&run);
+        assert_int_equal(run.out.n_alerts, 1);
+        /* xxh3_128 of "alert|retry|retry_duplicate|T2" and
+         * "refund|retry|T2", computed independently with python-xxhash */
+        assert_string_equal(run.out.alerts[0].alert_id,
+                            "al-e45942ffde71720f41c6c9e482e22792");
+        assert_string_equal(run.out.refunds[0].refund_id,
+                            "rf-3cd570179e5faa56735d240efebb4964");
+}
+
+static void chain_of_three(void **state)
+{
+        h_run_t run;
+        h_start(&run, &R, NULL);
+        h_push(&run, h_charge("A", T0, "M1", "T1", "7", "c1", 500));
+        h_push(&run, h_charge("B", T0 + 100, "M1", "T1", "7", "c1", 500));
+        h_push(&run, h_charge("C", T0 + 200, "M1", "T1", "7", "c1", 500));
+        h_finish(&run);
+        assert_int_equal(h_count(&run, "retry_duplicate"), 2);
+        const h_alert_t *c = h_find_alert(&run, "retry_duplicate", "C");
+        assert_non_null(c);
+        assert_int_equal(c->n_txn_ids, 3);
+        assert_string_equal(c->txn_ids[1], "A");
+        assert_string_equal(c->txn_ids[2], "B");
+        assert_int_equal(run.out.n_refunds, 2);
+        assert_null(h_find_refund(&run, "A"));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(at_window_boundary),
+            cmocka_unit_test(equal_times_later_in_input_is_duplicate),
+            cmocka_unit_test(key_fields_must_all_match),
+            cmocka_unit_test(original_reversed_before_retry_is_not_paired),
+            cmocka_unit_test(deterministic_ids),
+            cmocka_unit_test(chain_of_three),
+        };
+        return cmocka_run_group_tests(tests, setup, NULL);
+}

@@ -1,0 +1,138 @@
+/*
+ * test_state_table.c - the state table: insert, lookup, expiry by event
+ * time, extension, removal with backward shift, growth, and the memory cap.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "state_table.h"
+#include "window_chain.h"
+
+static pg_key_t key(uint64_t i)
+{
+        pg_keyb_t kb;
+        pg_keyb_init(&kb, 9);
+        pg_keyb_i64(&kb, (int64_t)i);
+        return pg_keyb_done(&kb);
+}
+
+static void insert_lookup_expire(void **state)
+{
+        pg_budget_t b = {0};
+        pg_table_t *t = pg_table_new("t", sizeof(int64_t), &b);
+        bool created;
+        for (uint64_t i = 0; i < 10000; i++) {
+                int64_t *v =
+                    pg_table_upsert(t, key(i), 0, 1000 + (int64_t)i, &created);
+                assert_non_null(v);
+                assert_true(created);
+                *v = (int64_t)i * 3;
+        }
+        assert_int_equal(pg_table_count(t), 10000);
+        for (uint64_t i = 0; i < 10000; i++) {
+                int64_t *v = pg_table_lookup(t, key(i), 0);
+                assert_non_null(v);
+                assert_int_equal(*v, (int64_t)i * 3);
+        }
+        /* live while now < expire_at */
+        assert_non_null(pg_table_lookup(t, key(5000), 5999));
+        assert_null(pg_table_lookup(t, key(5000), 6000));
+        /* extend one entry, then expire up to 8000 */
+        int64_t *v = pg_table_upsert(t, key(10), 0, 20000, &created);
+        assert_false(created);
+        assert_int_equal(*v, 30);
+        pg_table_expire(t, 8000, SIZE_MAX);
+        /* i = 7000 expires at 8000 exactly: dead */
+        assert_int_equal(pg_table_count(t), 2999 + 1);
+        assert_non_null(pg_table_lookup(t, key(10), 8000));
+        assert_null(pg_table_lookup(t, key(7000), 8000));
+        for (uint64_t i = 7001; i < 10000; i++)
+                assert_non_null(pg_table_lookup(t, key(i), 8000));
+        /* removal keeps every other key reachable (backward shift) */
+        for (uint64_t i = 7001; i < 10000; i += 2)
+                pg_table_remove(t, key(i));
+        for (uint64_t i = 7002; i < 10000; i += 2)
+                assert_non_null(pg_table_lookup(t, key(i), 8000));
+        for (uint64_t i = 7001; i < 10000; i += 2)
+                assert_null(pg_table_lookup(t, key(i), 8000));
+        /* a dead entry upserted again comes back zeroed */
+        v = pg_table_upsert(t, key(9002), 20000, 30000, &created);
+        assert_true(created);
+        assert_int_equal(*v, 0);
+        pg_table_expire(t, 1 << 30, SIZE_MAX);
+        assert_int_equal(pg_table_count(t), 0);
+        pg_table_free(t);
+        assert_int_equal(b.used, 0);
+}
+
+static void memory_cap_refuses_and_counts(void **state)
+{
+        pg_budget_t b = {.cap = 64 * 1024};
+        pg_table_t *t = pg_table_new("t", 64, &b);
+        bool created;
+        uint64_t ok = 0, refused = 0;
+        for (uint64_t i = 0; i < 100000; i++) {
+                if (pg_table_upsert(t, key(i), 0, 10, &created))
+                        ok++;
+                else
+                        refused++;
+        }
+        assert_true(ok > 100);
+        assert_true(refused > 0);
+        assert_true(b.refused > 0);
+        assert_true(b.peak <= 2 * b.cap);
+        /* everything admitted is still there */
+        uint64_t found = 0;
+        for (uint64_t i = 0; i < 100000; i++)
+                found += pg_table_lookup(t, key(i), 0) != NULL;
+        assert_int_equal(found, ok);
+        pg_table_free(t);
+}
+
+typedef struct member {
+        pg_chain_hdr_t h;
+        int id;
+} member_t;
+
+static void chain_walk_newest_first_and_expiry(void **state)
+{
+        pg_budget_t b = {0};
+        pg_chain_t *c = pg_chain_new("c", sizeof(member_t), 100, &b);
+        for (int i = 0; i < 1000; i++) {
+                member_t *m = pg_chain_append(c, key((uint64_t)(i % 3)), i, i);
+                assert_non_null(m);
+                m->id = i;
+        }
+        pg_chain_iter_t it;
+        pg_chain_walk(c, key(1), 999, &it);
+        member_t *m = pg_chain_next(&it);
+        assert_int_equal(m->id, 997);
+        m = pg_chain_next(&it);
+        assert_int_equal(m->id, 994);
+        pg_chain_expire(c, 999, SIZE_MAX);
+        /* members older than 999 - 100 are gone: the walk ends there */
+        int n = 0, last = -1;
+        pg_chain_walk(c, key(1), 999, &it);
+        while ((m = pg_chain_next(&it))) {
+                n++;
+                last = m->id;
+        }
+        assert_int_equal(last, 901); /* 999 - 901 <= 100 < 999 - 898 */
+        assert_int_equal(n, 33);
+        pg_chain_free(c);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(insert_lookup_expire),
+            cmocka_unit_test(memory_cap_refuses_and_counts),
+            cmocka_unit_test(chain_walk_newest_first_and_expiry),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
