@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config
   libjemalloc-dev libyaml-dev libjsmn-dev libxxhash-dev libcmocka-dev
   clang clang-format libclang-rt-14-dev
-  python3 python3-yaml python3-xxhash
+  python3 python3-yaml python3-xxhash python3-jsonschema
 )
 
 missing=()

@@ -28,6 +28,8 @@ bad = [
     b'{"txn_id":"a","kind":"refund","status":"approved","merchant_id":"M","terminal_id":"T","stan":"1","rrn":"1","card_token":"t","amount":1,"currency":"EUR","event_time":1}',
     b'{"txn_id":"a","kind":"purchase","status":"approved","merchant_id":"M","terminal_id":"T","stan":"1","rrn":"1","card_token":"t","amount":1,"currency":"EUR","event_time":1,"pan_masked":"4111111111111111"}',
     b'{"txn_id":"a\\u0000","kind":"purchase"}',
+    b'{"txn_id":"a\x00b","kind":"purchase"}',
+    b'{"txn_id":"a",\x00"kind":"purchase"}',
     b"\xff\xfe\x00\x01binary\x80\x81",
     b'{"txn_id":"' + b"y" * 70000 + b'"}',
 ]

@@ -68,3 +68,6 @@ print(f"ok: {stats['lines']} lines, {stats['rejected']} rejected, "
       f"{stats['duplicates']} duplicates, {stats['late']} late, "
       f"alerts {stats['alerts']}, {refunds} refunds")
 PY
+
+# The JSON contract of schemas/ holds for every output and accepted input.
+$py "$here/schema_check.py" "$work/input.jsonl" "$work/engine.jsonl" "$work/dlq.jsonl"
