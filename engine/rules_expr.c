@@ -29,6 +29,7 @@
  * is true for a true bool or a present value.
  */
 #include "rules_expr.h"
+#include "util_text.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -126,26 +127,9 @@ static bool fail(comp_t *c, size_t off, const char *fmt, ...)
         return false;
 }
 
-/* Copy s into buf for a message: printable ASCII as is, other bytes as
- * \xNN, cut at 48 bytes, so that hostile input cannot flood or corrupt a
- * terminal. */
 static const char *show(char *buf, size_t size, const char *s, size_t len)
 {
-        size_t o = 0;
-        size_t i;
-        for (i = 0; i < len && i < 48 && o + 5 < size; i++) {
-                unsigned char ch = (unsigned char)s[i];
-                if (ch >= 0x20 && ch < 0x7f && ch != '\\')
-                        buf[o++] = (char)ch;
-                else
-                        o += (size_t)snprintf(buf + o, size - o, "\\x%02x", ch);
-        }
-        if (i < len && o + 4 < size) {
-                memcpy(buf + o, "...", 3);
-                o += 3;
-        }
-        buf[o] = '\0';
-        return buf;
+        return pg_show(buf, size, s, len, 48);
 }
 
 /* A token for a message: quoted text, or "the end of the expression". */

@@ -28,6 +28,7 @@
  * be shared by any number of threads.
  */
 #include "rules.h"
+#include "util_text.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -199,26 +200,9 @@ static bool fail_at(ld_t *l, const yaml_node_t *n, const char *fmt, ...)
         return false;
 }
 
-/* Copy user text into buf for a message: printable ASCII as is, anything
- * else as \xNN, cut at 64 bytes, so that hostile input cannot flood or
- * corrupt a terminal or a log. */
 static const char *show(char *buf, size_t size, const char *s, size_t len)
 {
-        size_t o = 0;
-        size_t i;
-        for (i = 0; i < len && i < 64 && o + 5 < size; i++) {
-                unsigned char ch = (unsigned char)s[i];
-                if (ch >= 0x20 && ch < 0x7f && ch != '\\')
-                        buf[o++] = (char)ch;
-                else
-                        o += (size_t)snprintf(buf + o, size - o, "\\x%02x", ch);
-        }
-        if (i < len && o + 4 < size) {
-                memcpy(buf + o, "...", 3);
-                o += 3;
-        }
-        buf[o] = '\0';
-        return buf;
+        return pg_show(buf, size, s, len, 64);
 }
 
 /* "a, b, c" from a table of names. */

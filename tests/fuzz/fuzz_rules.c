@@ -12,9 +12,9 @@
  * Build and run (seed corpus in tests/fuzz/corpus_rules/):
  *   clang -fsanitize=fuzzer,address,undefined -Iengine tests/fuzz/fuzz_rules.c
  * \
- *     engine/rules_load.c engine/rules_expr.c engine/record.c -lyaml \
- *     -o /tmp/fuzz_rules
- *   /tmp/fuzz_rules -max_total_time=60 tests/fuzz/corpus_rules/
+ *     engine/rules_load.c engine/rules_expr.c engine/record.c
+ * engine/util_text.c -lyaml \ -o /tmp/fuzz_rules /tmp/fuzz_rules
+ * -max_total_time=60 tests/fuzz/corpus_rules/
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -1,0 +1,16 @@
+/*
+ * util_text.h - user text made safe to quote in a message.
+ */
+#ifndef PG_UTIL_TEXT_H
+#define PG_UTIL_TEXT_H
+
+#include <stddef.h>
+
+/* Copy s (len bytes, not necessarily NUL-terminated) into buf for an error
+ * message: printable ASCII as is, any other byte and '\' as \xNN, cut at max
+ * input bytes with "..." after, so that hostile input cannot flood or
+ * corrupt a terminal or a log. Returns buf, always NUL-terminated. */
+const char *pg_show(char *buf, size_t size, const char *s, size_t len,
+                    size_t max);
+
+#endif
