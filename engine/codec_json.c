@@ -62,6 +62,8 @@
 #define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
+#include "codec_common.h"
+
 /* Unknown nested values deeper than this are not records' business; the cap
  * bounds the walk's recursion (and its stack) independently of the token
  * count. */
@@ -70,7 +72,8 @@
 #define MAX_KEYS (PG_JSON_MAX_TOKENS / 2)
 
 /* ---------------------------------------------------------------------
- * Small pure helpers: UTF-8, escapes, numbers, Luhn
+ * Small pure helpers: escapes, numbers (UTF-8, Luhn and the card-data
+ * rules are in codec_common.c, shared with the protobuf codec)
  * ------------------------------------------------------------------- */
 
 static inline bool is_ws(unsigned char c)
@@ -81,64 +84,6 @@ static inline bool is_ws(unsigned char c)
 static inline bool is_digit(unsigned char c)
 {
         return c >= '0' && c <= '9';
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when it is
- * not one: overlong forms, surrogates and code points past U+10FFFF are
- * invalid (Unicode table 3-7). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-        unsigned c = s[0];
-        if (c < 0x80)
-                return 1;
-        if (c < 0xC2)
-                return 0;
-        if (c < 0xE0)
-                return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-        if (c < 0xF0) {
-                if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
-                        return 0;
-                if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F))
-                        return 0;
-                return 3;
-        }
-        if (c < 0xF5) {
-                if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 ||
-                    (s[3] & 0xC0) != 0x80)
-                        return 0;
-                if ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))
-                        return 0;
-                return 4;
-        }
-        return 0;
-}
-
-/* Offset of the first byte that is not valid UTF-8, or n. Records are
- * almost always ASCII, so eight bytes are tested at once until a high bit
- * shows up. */
-static size_t utf8_check(const unsigned char *s, size_t n)
-{
-        const uint64_t high = 0x8080808080808080ULL;
-        size_t i = 0;
-        while (i < n) {
-                if (n - i >= 8) {
-                        uint64_t w;
-                        memcpy(&w, s + i, 8);
-                        if (!(w & high)) {
-                                i += 8;
-                                continue;
-                        }
-                }
-                if (s[i] < 0x80) {
-                        i++;
-                        continue;
-                }
-                size_t k = utf8_len(s + i, n - i);
-                if (!k)
-                        return i;
-                i += k;
-        }
-        return n;
 }
 
 static size_t utf8_put(uint32_t cp, char *out)
@@ -243,28 +188,6 @@ static int unescape_one(const char *p, const char *end, uint32_t *cp)
         *cp =
             0x10000 + (((uint32_t)u - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
         return 11;
-}
-
-/* Luhn check over n ASCII digits. */
-static bool luhn_ok(const char *s, size_t n)
-{
-        unsigned sum = 0;
-        for (size_t i = 0; i < n; i++) {
-                unsigned d = (unsigned)(s[n - 1 - i] - '0');
-                if (i & 1) {
-                        d *= 2;
-                        if (d > 9)
-                                d -= 9;
-                }
-                sum += d;
-        }
-        return sum % 10 == 0;
-}
-
-/* A run of 13-19 digits that passes Luhn: what a clear PAN looks like. */
-static bool looks_like_pan(const char *s, size_t n)
-{
-        return n >= 13 && n <= 19 && luhn_ok(s, n);
 }
 
 /* JSON number grammar; *integer is false when there is a fraction or an
@@ -557,15 +480,13 @@ static void w_masked(wbuf_t *w, const char *s, size_t n, size_t limit,
         while (i < stop && !w->full) {
                 unsigned char c = (unsigned char)s[i];
                 if (is_digit(c)) {
-                        size_t e = i;
-                        while (e < n && is_digit((unsigned char)s[e]))
-                                e++;
+                        size_t e = pg_digit_run_end(s, n, i);
                         size_t run = e - i;
-                        bool mask = looks_like_pan(s + i, run);
+                        bool mask = pg_looks_like_pan(s + i, run);
                         size_t end = e < stop ? e : stop;
                         for (size_t k = i; k < end; k++) {
-                                size_t at = k - i;
-                                bool shown = !mask || at < 6 || at >= run - 4;
+                                bool shown =
+                                    !mask || pg_pan_digit_shown(k - i, run);
                                 w_ch(w, shown ? s[k] : '*');
                         }
                         i = end;
@@ -573,7 +494,7 @@ static void w_masked(wbuf_t *w, const char *s, size_t n, size_t limit,
                 }
                 if (c >= 0x80) {
                         size_t k =
-                            utf8_len((const unsigned char *)s + i, n - i);
+                            pg_utf8_len((const unsigned char *)s + i, n - i);
                         if (k && !plain && i + k <= stop) {
                                 w_mem(w, s + i, k);
                                 i += k;
@@ -626,7 +547,7 @@ static void w_str(wbuf_t *w, const char *s, size_t n)
                 unsigned char c = (unsigned char)s[i];
                 if (c >= 0x80) {
                         size_t k =
-                            utf8_len((const unsigned char *)s + i, n - i);
+                            pg_utf8_len((const unsigned char *)s + i, n - i);
                         if (k) {
                                 w_mem(w, s + i, k);
                                 i += k;
@@ -1451,33 +1372,6 @@ static pg_reject_t get_time(pctx_t *c, const int *vt, int64_t *dst)
         return PG_REJ_NONE;
 }
 
-/* ^[0-9]{0,6}[*xX]+[0-9]{0,4}$ (SEMANTICS.md 1) */
-static bool pan_masked_ok(const pg_str_t *s)
-{
-        size_t i = 0, n = s->len;
-        while (i < n && is_digit((unsigned char)s->s[i]))
-                i++;
-        if (i > 6)
-                return false;
-        size_t m = i;
-        while (i < n && (s->s[i] == '*' || s->s[i] == 'x' || s->s[i] == 'X'))
-                i++;
-        if (i == m)
-                return false;
-        size_t d = i;
-        while (i < n && is_digit((unsigned char)s->s[i]))
-                i++;
-        return i == n && i - d <= 4;
-}
-
-static bool all_digits(const pg_str_t *s)
-{
-        for (size_t i = 0; i < s->len; i++)
-                if (!is_digit((unsigned char)s->s[i]))
-                        return false;
-        return true;
-}
-
 #define CHECK(expr)                                                            \
         do {                                                                   \
                 pg_reject_t r_ = (expr);                                       \
@@ -1498,13 +1392,14 @@ static pg_reject_t decode_fields(pctx_t *c, const int *vt, pg_record_t *out)
 
         CHECK(get_str(c, vt, PG_F_CARD_TOKEN, true, true, &out->card_token));
         const pg_str_t *ct = &out->card_token;
-        if (all_digits(ct) && looks_like_pan(ct->s, ct->len))
+        if (pg_is_clear_pan(ct->s, ct->len))
                 return fail(c, PG_REJ_CLEAR_PAN, PG_F_CARD_TOKEN,
                             "looks like a clear card number (13-19 digits "
                             "passing the Luhn check), expected a token");
 
         CHECK(get_str(c, vt, PG_F_PAN_MASKED, false, true, &out->pan_masked));
-        if (out->pan_masked.len && !pan_masked_ok(&out->pan_masked))
+        if (out->pan_masked.len &&
+            !pg_pan_masked_ok(out->pan_masked.s, out->pan_masked.len))
                 return fail(c, PG_REJ_CLEAR_PAN, PG_F_PAN_MASKED,
                             "must be masked: at most the first 6 and last 4 "
                             "digits around '*', 'x' or 'X'");
@@ -1611,7 +1506,7 @@ pg_reject_t pg_codec_json_parse(const char *line, size_t len, pg_record_t *out,
                 return fail(&c, PG_REJ_LINE_TOO_LONG, -1,
                             "line longer than %d bytes", PG_JSON_MAX_LINE);
         /* b. */
-        size_t bad = utf8_check((const unsigned char *)line, len);
+        size_t bad = pg_utf8_check((const unsigned char *)line, len);
         if (bad < len)
                 return fail(&c, PG_REJ_BAD_CHARS, -1,
                             "invalid UTF-8 at column %zu", bad + 1);

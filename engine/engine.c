@@ -39,6 +39,26 @@ static int64_t max64(int64_t a, int64_t b)
         return a > b ? a : b;
 }
 
+int64_t pg_engine_horizon_ms(const pg_ruleset_t *rules)
+{
+        int64_t maxwin = 0, lookback = 0, aggwin = 0;
+        for (int i = 0; i < rules->n_rules; i++) {
+                const pg_rule_t *r = &rules->rules[i];
+                if (r->detector == PG_DET_RETRY_DUPLICATE ||
+                    r->detector == PG_DET_REPEATED_SWIPE)
+                        maxwin = max64(maxwin, r->window_ms);
+                else if (r->detector == PG_DET_REFUND_ANOMALY)
+                        lookback = max64(lookback, r->lookback_ms);
+                else if (r->detector == PG_DET_AGGREGATE)
+                        aggwin = max64(aggwin, r->window_ms);
+        }
+        int64_t h = maxwin + rules->refund_delay_ms;
+        h = max64(h, lookback);
+        h = max64(h, aggwin);
+        h = max64(h, rules->dedupe_horizon_ms);
+        return h + rules->allowed_lateness_ms + 1;
+}
+
 pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
                            const pg_engine_conf_t *conf, const pg_sink_t *sink,
                            char *errstr, size_t errstr_size)

@@ -83,6 +83,11 @@ void pg_engine_push(pg_engine_t *e, const pg_record_t *rec);
  * pending decision as if time ran on past every window. */
 void pg_engine_flush(pg_engine_t *e);
 void pg_engine_stats(const pg_engine_t *e, pg_engine_stats_t *out);
+/* The longest event time any state of an engine on rules may matter for:
+ * pairing windows plus the refund delay, refund lookbacks, aggregate
+ * windows and the dedupe horizon, each plus the allowed lateness. A
+ * consumer that rebuilds state re-reads at least this much history. */
+int64_t pg_engine_horizon_ms(const pg_ruleset_t *rules);
 void pg_engine_free(pg_engine_t *e);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include "codec_json.h"
 #include "engine.h"
+#include "kafka_run.h"
 #include "rules.h"
 #include "source_file.h"
 
@@ -31,7 +32,11 @@ static void usage(FILE *f)
         fputs("usage:\n"
               "  posguard replay --rules FILE --input FILE|- [options]\n"
               "  posguard check FILE...\n"
+              "  posguard run --config FILE [-X key=value]... [--embedded]\n"
+              "  posguard produce --config FILE --input FILE|- [--rate N]\n"
+              "  posguard watch --config FILE [--json] [--idle-exit MS]\n"
               "  posguard version\n"
+              "  (posguard COMMAND --help for each command's options)\n"
               "\n"
               "replay options:\n"
               "  --dead-letter FILE        write rejected records (JSON "
@@ -422,6 +427,12 @@ int main(int argc, char **argv)
                 return cmd_replay(argc - 1, argv + 1);
         if (!strcmp(cmd, "check"))
                 return cmd_check(argc - 1, argv + 1);
+        if (!strcmp(cmd, "run"))
+                return pg_cmd_run(argc - 1, argv + 1);
+        if (!strcmp(cmd, "produce"))
+                return pg_cmd_produce(argc - 1, argv + 1);
+        if (!strcmp(cmd, "watch"))
+                return pg_cmd_watch(argc - 1, argv + 1);
         if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
                 printf("posguard %s\n", PG_VERSION);
                 return 0;

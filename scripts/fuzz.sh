@@ -7,11 +7,19 @@ cd "$root"
 secs=${1:-60}
 out=$(mktemp -d)
 core=$(ls engine/*.c | grep -v engine/main.c)
+# The protobuf schemas, compiled as schemas/CMakeLists.txt does.
+mkdir -p "$out/gen"
+for proto in schemas/*.proto; do
+  protoc-c --c_out="$out/gen" -Ischemas "$proto"
+done
+gen=$(ls "$out"/gen/*.pb-c.c)
 for src in tests/fuzz/fuzz_*.c; do
   name=$(basename "$src" .c)
   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
       -fno-sanitize-recover=all -D_POSIX_C_SOURCE=200809L -Iengine \
-      "$src" $core -lyaml -lxxhash -lm -o "$out/$name"
+      -I"$out/gen" "$src" $core $gen \
+      $(pkg-config --cflags --libs libprotobuf-c rdkafka) \
+      -lyaml -lxxhash -lm -o "$out/$name"
   corpus=tests/fuzz/corpus_${name#fuzz_}
   mkdir -p "$out/corpus_$name"
   echo "== $name for ${secs}s"

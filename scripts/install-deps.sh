@@ -9,6 +9,8 @@ PKGS=(
   libjemalloc-dev libyaml-dev libjsmn-dev libxxhash-dev libcmocka-dev
   clang clang-format libclang-rt-14-dev
   python3 python3-yaml python3-xxhash python3-jsonschema
+  librdkafka-dev protobuf-c-compiler libprotobuf-c-dev kcat
+  maven openjdk-17-jre-headless
 )
 
 missing=()

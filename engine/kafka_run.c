@@ -1,0 +1,1048 @@
+/*
+ * kafka_run.c - `posguard run`: the engine as a Kafka consumer group member
+ * that publishes alerts, refund commands and dead letters exactly once.
+ *
+ * Exactly once, in one paragraph. Records are consumed with
+ * isolation.level=read_committed and no auto commit. Every output an input
+ * message causes is produced inside the current Kafka transaction, and the
+ * input offsets are sent to the same transaction; every commit.interval.ms
+ * the transaction commits, so outputs and the offsets that caused them
+ * become visible together or not at all. When the transaction must abort
+ * (an abortable error, a lost partition), every partition's state is
+ * dropped and rebuilt from the committed offsets, exactly as after a crash.
+ *
+ * Rebuilding state (warm-up). One engine per assigned partition: event time
+ * and the reorder watermark are per partition. With each offset commit goes
+ * metadata "pg1 wm=<ms>": the partition's event-time high-water mark. On
+ * assignment the consumer reads the committed offset C and that mark W,
+ * asks the broker for the first offset whose timestamp is at or after
+ * W - horizon (pg_engine_horizon_ms: the longest time any state matters,
+ * lateness included), and starts reading there. Messages before C update
+ * state but emit nothing (their outputs were committed before); from C on,
+ * outputs are produced. The engine is deterministic, so the outputs after
+ * C are the ones an uninterrupted run would have produced, with the same
+ * alert_id / refund_id. A partition without a committed offset (a new
+ * group) starts at auto.offset.reset (earliest by default); one with a
+ * committed offset but without the watermark (committed by something else)
+ * is warmed up from its beginning.
+ * Message timestamps are expected to follow event time (posguard produce
+ * sets them to it); where they do not, warm-up covers less or more history
+ * than needed, never a wrong output for a record inside its windows.
+ *
+ * Errors (librdkafka INTRODUCTION.md, "Transactional Producer"):
+ * retriable -> try again; abortable -> abort, rebuild, go on; fatal
+ * (fenced by a newer instance with the same transactional.id, or any
+ * unrecoverable producer error) -> log, leave the transaction uncommitted
+ * and exit with status 2 so the supervisor restarts a clean process.
+ *
+ * Threads: one. librdkafka's threads do the network work; the rebalance
+ * callback runs inside rd_kafka_consumer_poll on this thread.
+ */
+#include "kafka_run.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "codec_json.h"
+#include "codec_pb.h"
+#include "engine.h"
+#include "kafka_conf.h"
+#include "rules.h"
+#include "util_mem.h"
+
+enum { FMT_PROTOBUF = 0, FMT_JSON = 1 };
+static const char *const format_names[] = {"protobuf", "json", NULL};
+
+#define MAX_PARTITIONS 4096
+#define ARENA_BYTES (256 * 1024)
+
+/* ---------------------------------------------------------------------
+ * Logging: logfmt lines on stderr
+ * ------------------------------------------------------------------- */
+
+static int64_t wall_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void logf_(const char *level, const char *fmt, ...)
+{
+        char t[40];
+        pg_time_format(wall_ms(), t, sizeof(t));
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "ts=%s level=%s %s\n", t, level, msg);
+}
+#define LOG_INFO(...) logf_("info", __VA_ARGS__)
+#define LOG_WARN(...) logf_("warn", __VA_ARGS__)
+#define LOG_ERROR(...) logf_("error", __VA_ARGS__)
+
+/* ---------------------------------------------------------------------
+ * State
+ * ------------------------------------------------------------------- */
+
+typedef struct run run_t;
+
+typedef struct part {
+        run_t *run;
+        int32_t id;
+        pg_engine_t *eng;
+        int64_t resume;         /* first offset whose outputs we produce */
+        int64_t next;           /* after the last live message, -1: none */
+        int64_t committed_next; /* what the last commit recorded */
+        int64_t max_t;          /* event-time high-water mark, -1: none */
+        bool muted;             /* processing a warm-up message */
+        bool eof;               /* at the end of the partition */
+        uint64_t warm, live;
+} part_t;
+
+typedef struct counters {
+        uint64_t consumed, warmup, rejected, alerts, refunds, dead_letters;
+        uint64_t commits, aborts, rebuilds;
+        uint64_t rejected_by[PG_REJ__COUNT];
+} counters_t;
+
+struct run {
+        pg_kconf_t conf;
+        pg_ruleset_t *rules;
+        pg_engine_conf_t econf;
+        int64_t horizon_ms;
+        rd_kafka_t *consumer, *producer;
+        rd_kafka_mock_cluster_t *mock;
+        rd_kafka_t *mock_host;
+        const char *in_topic, *alerts_topic, *refunds_topic, *dlq_topic;
+        int in_format, out_format;
+        int64_t commit_interval_ms;
+        part_t *parts[MAX_PARTITIONS];
+        pg_pb_arena_t arena;
+        unsigned char *arena_buf;
+        bool dirty;          /* the open transaction holds something */
+        bool fatal;          /* stop now, commit nothing */
+        bool produce_failed; /* the open transaction must abort */
+        bool rebuild;        /* it aborted: rebuild every partition */
+        int64_t last_commit;
+        int64_t last_message;
+        int64_t until_idle_ms; /* --until-idle: stop when all caught up */
+        counters_t c;
+        char obuf[PG_PB_OUT_MAX > PG_JSON_OUT_MAX ? PG_PB_OUT_MAX
+                                                  : PG_JSON_OUT_MAX];
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+        (void)sig;
+        stop_requested = 1;
+}
+
+/* ---------------------------------------------------------------------
+ * Producing outputs
+ * ------------------------------------------------------------------- */
+
+/* Produce one message into the open transaction; waits while the local
+ * queue is full. A failure other than a full queue makes the transaction
+ * abortable: commit will fail and the run rebuilds. */
+static void produce(run_t *r, const char *topic, const char *key,
+                    const void *val, size_t len, const char *const *hdr,
+                    int nhdr)
+{
+        rd_kafka_headers_t *h = NULL;
+        if (nhdr) {
+                h = rd_kafka_headers_new((size_t)nhdr);
+                for (int i = 0; i < nhdr; i++)
+                        if (hdr[2 * i + 1])
+                                rd_kafka_header_add(h, hdr[2 * i], -1,
+                                                    hdr[2 * i + 1], -1);
+        }
+        for (;;) {
+                rd_kafka_resp_err_t err = rd_kafka_producev(
+                    r->producer, RD_KAFKA_V_TOPIC(topic),
+                    RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+                    RD_KAFKA_V_VALUE((void *)val, len),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+                if (!err)
+                        break;
+                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                        rd_kafka_poll(r->producer, 50);
+                        continue;
+                }
+                LOG_ERROR("event=produce_failed topic=%s error=\"%s\"", topic,
+                          rd_kafka_err2str(err));
+                if (h)
+                        rd_kafka_headers_destroy(h);
+                r->produce_failed = true;
+                break;
+        }
+        r->dirty = true;
+        rd_kafka_poll(r->producer, 0);
+}
+
+static void sink_alert(void *opaque, const pg_alert_t *a)
+{
+        part_t *p = opaque;
+        run_t *r = p->run;
+        if (p->muted)
+                return;
+        int n = r->out_format == FMT_JSON
+                    ? pg_codec_json_alert(r->obuf, sizeof(r->obuf), a)
+                    : pg_codec_pb_alert(r->obuf, sizeof(r->obuf), a);
+        if (n < 0) {
+                LOG_ERROR("event=encode_failed what=alert alert_id=%s",
+                          a->alert_id);
+                r->fatal = true;
+                return;
+        }
+        if (r->out_format == FMT_JSON && n > 0)
+                n--; /* no newline inside a Kafka message */
+        const char *hdr[] = {"finding",  a->finding, "severity", a->severity,
+                             "rule_id",  a->rule_id, "mode",     a->mode,
+                             "alert_id", a->alert_id};
+        produce(r, r->alerts_topic, a->merchant_id, r->obuf, (size_t)n, hdr, 5);
+        r->c.alerts++;
+}
+
+static void sink_refund(void *opaque, const pg_refund_t *f)
+{
+        part_t *p = opaque;
+        run_t *r = p->run;
+        if (p->muted)
+                return;
+        int n = r->out_format == FMT_JSON
+                    ? pg_codec_json_refund(r->obuf, sizeof(r->obuf), f)
+                    : pg_codec_pb_refund(r->obuf, sizeof(r->obuf), f);
+        if (n < 0) {
+                LOG_ERROR("event=encode_failed what=refund refund_id=%s",
+                          f->refund_id);
+                r->fatal = true;
+                return;
+        }
+        if (r->out_format == FMT_JSON && n > 0)
+                n--;
+        const char *hdr[] = {"reason",   f->reason,   "rule_id",
+                             f->rule_id, "refund_id", f->refund_id};
+        produce(r, r->refunds_topic, f->merchant_id, r->obuf, (size_t)n, hdr,
+                3);
+        r->c.refunds++;
+}
+
+static void dead_letter(run_t *r, const rd_kafka_message_t *m, pg_reject_t code,
+                        const char *field, const char *detail)
+{
+        pg_source_pos_t pos = {r->in_topic, m->partition, m->offset, -1};
+        rd_kafka_timestamp_type_t tt;
+        pos.timestamp_ms = rd_kafka_message_timestamp(m, &tt);
+        int n;
+        if (r->out_format == FMT_JSON) {
+                n = pg_codec_json_reject(r->obuf, sizeof(r->obuf), code, field,
+                                         detail, (uint64_t)m->offset,
+                                         m->payload, m->len);
+                if (n > 0)
+                        n--;
+        } else {
+                n = pg_codec_pb_reject(r->obuf, sizeof(r->obuf), code, field,
+                                       detail, &pos, m->payload, m->len);
+        }
+        if (n < 0) {
+                LOG_ERROR(
+                    "event=encode_failed what=dead_letter offset=%" PRId64,
+                    m->offset);
+                r->fatal = true;
+                return;
+        }
+        char ps[16], os[24];
+        snprintf(ps, sizeof(ps), "%" PRId32, m->partition);
+        snprintf(os, sizeof(os), "%" PRId64, m->offset);
+        const char *hdr[] = {
+            "reason", pg_reject_name(code), "field", field, "source_partition",
+            ps,       "source_offset",      os};
+        produce(r, r->dlq_topic, NULL, r->obuf, (size_t)n, hdr, 4);
+        r->c.dead_letters++;
+}
+
+/* ---------------------------------------------------------------------
+ * Partitions: creation, warm-up start, rebuild
+ * ------------------------------------------------------------------- */
+
+static void part_free(run_t *r, int32_t id)
+{
+        part_t *p = r->parts[id];
+        if (!p)
+                return;
+        pg_engine_free(p->eng);
+        free(p);
+        r->parts[id] = NULL;
+}
+
+static part_t *part_new(run_t *r, int32_t id, int64_t resume, int64_t wm)
+{
+        part_free(r, id);
+        part_t *p = pg_xcalloc(1, sizeof(*p));
+        p->run = r;
+        p->id = id;
+        p->resume = resume;
+        p->next = -1;
+        p->committed_next = resume;
+        p->max_t = wm;
+        pg_sink_t sink = {sink_alert, sink_refund, p};
+        char err[256];
+        p->eng = pg_engine_new(r->rules, &r->econf, &sink, err, sizeof(err));
+        if (!p->eng) {
+                LOG_ERROR("event=engine_failed partition=%d error=\"%s\"", id,
+                          err);
+                free(p);
+                r->fatal = true;
+                return NULL;
+        }
+        r->parts[id] = p;
+        return p;
+}
+
+/* "pg1 wm=<ms>" -> ms, or -1. */
+static int64_t parse_wm(const void *md, size_t len)
+{
+        char b[64];
+        if (!md || len == 0 || len >= sizeof(b))
+                return -1;
+        memcpy(b, md, len);
+        b[len] = '\0';
+        long long v;
+        if (sscanf(b, "pg1 wm=%lld", &v) != 1 || v < 0)
+                return -1;
+        return v;
+}
+
+/*
+ * For every partition in list: read its committed offset and watermark,
+ * create its engine, and set the list's offset to where reading starts.
+ */
+static void plan_partitions(run_t *r, rd_kafka_topic_partition_list_t *list)
+{
+        rd_kafka_topic_partition_list_t *c =
+            rd_kafka_topic_partition_list_copy(list);
+        for (int i = 0; i < c->cnt; i++)
+                c->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+        rd_kafka_resp_err_t err = rd_kafka_committed(r->consumer, c, 30000);
+        if (err)
+                LOG_WARN("event=committed_failed error=\"%s\" (reading from "
+                         "auto.offset.reset)",
+                         rd_kafka_err2str(err));
+        /* where warm-up starts: the first offset at or after wm - horizon */
+        rd_kafka_topic_partition_list_t *t =
+            rd_kafka_topic_partition_list_new(c->cnt);
+        for (int i = 0; i < c->cnt; i++) {
+                int64_t wm =
+                    parse_wm(c->elems[i].metadata, c->elems[i].metadata_size);
+                if (c->elems[i].offset >= 0 && wm >= 0)
+                        rd_kafka_topic_partition_list_add(t, c->elems[i].topic,
+                                                          c->elems[i].partition)
+                            ->offset =
+                            wm > r->horizon_ms ? wm - r->horizon_ms : 0;
+        }
+        if (t->cnt) {
+                err = rd_kafka_offsets_for_times(r->consumer, t, 30000);
+                if (err)
+                        LOG_WARN("event=offsets_for_times_failed error=\"%s\" "
+                                 "(warm-up from the start of the partition)",
+                                 rd_kafka_err2str(err));
+        }
+        for (int i = 0; i < list->cnt; i++) {
+                rd_kafka_topic_partition_t *e = &list->elems[i];
+                rd_kafka_topic_partition_t *ce = &c->elems[i];
+                if (e->partition < 0 || e->partition >= MAX_PARTITIONS) {
+                        LOG_ERROR("event=partition_out_of_range partition=%d",
+                                  e->partition);
+                        r->fatal = true;
+                        continue;
+                }
+                int64_t resume = ce->offset; /* may be INVALID */
+                int64_t wm = parse_wm(ce->metadata, ce->metadata_size);
+                /* a committed offset without our watermark: warm up from
+                 * the start, the only safe choice */
+                int64_t start =
+                    resume > 0 && wm < 0 ? RD_KAFKA_OFFSET_BEGINNING : resume;
+                rd_kafka_topic_partition_t *te =
+                    rd_kafka_topic_partition_list_find(t, e->topic,
+                                                       e->partition);
+                if (te) {
+                        if (err || te->err || te->offset < 0)
+                                start = RD_KAFKA_OFFSET_BEGINNING;
+                        else if (te->offset < resume)
+                                start = te->offset;
+                }
+                if (!part_new(r, e->partition, resume >= 0 ? resume : 0, wm))
+                        continue;
+                e->offset = start;
+                LOG_INFO("event=partition_assigned topic=%s partition=%d "
+                         "committed=%" PRId64 " watermark=%" PRId64
+                         " warmup_from=%" PRId64,
+                         e->topic, e->partition, resume, wm, start);
+        }
+        rd_kafka_topic_partition_list_destroy(t);
+        rd_kafka_topic_partition_list_destroy(c);
+}
+
+/* ---------------------------------------------------------------------
+ * Transactions
+ * ------------------------------------------------------------------- */
+
+enum { TXN_OK = 0, TXN_ABORTED, TXN_FATAL };
+
+static int txn_fail(run_t *r, rd_kafka_error_t *e, const char *what);
+
+static void txn_begin(run_t *r)
+{
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(r->producer);
+        if (e) {
+                LOG_ERROR("event=begin_transaction_failed error=\"%s\"",
+                          rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                r->fatal = true;
+        }
+        r->dirty = false;
+}
+
+/* Abort the open transaction; every assigned partition is rebuilt from
+ * its committed offset on the next loop turn. */
+static int txn_abort(run_t *r, const char *why)
+{
+        LOG_WARN("event=transaction_abort reason=\"%s\"", why);
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(r->producer, -1);
+        if (e) {
+                LOG_ERROR("event=abort_failed error=\"%s\"",
+                          rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                r->fatal = true;
+                return TXN_FATAL;
+        }
+        r->c.aborts++;
+        r->produce_failed = false;
+        r->rebuild = true;
+        txn_begin(r);
+        return TXN_ABORTED;
+}
+
+static int txn_fail(run_t *r, rd_kafka_error_t *e, const char *what)
+{
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s: %s", what, rd_kafka_error_string(e));
+        if (rd_kafka_error_is_fatal(e)) {
+                LOG_ERROR("event=transaction_fatal error=\"%s\" (exiting; "
+                          "a restart resumes from the last commit)",
+                          msg);
+                rd_kafka_error_destroy(e);
+                r->fatal = true;
+                return TXN_FATAL;
+        }
+        bool abortable = rd_kafka_error_txn_requires_abort(e);
+        rd_kafka_error_destroy(e);
+        if (abortable)
+                return txn_abort(r, msg);
+        LOG_ERROR("event=transaction_error error=\"%s\" (exiting)", msg);
+        r->fatal = true;
+        return TXN_FATAL;
+}
+
+/* Send the offsets of every partition that moved, then commit. */
+static int txn_commit(run_t *r)
+{
+        if (r->fatal)
+                return TXN_FATAL;
+        if (r->produce_failed)
+                return txn_abort(r, "a produce failed");
+        if (!r->dirty)
+                return TXN_OK;
+        int64_t t0 = mono_ms();
+        rd_kafka_topic_partition_list_t *offs =
+            rd_kafka_topic_partition_list_new(8);
+        for (int i = 0; i < MAX_PARTITIONS; i++) {
+                part_t *p = r->parts[i];
+                if (!p || p->next < 0 || p->next <= p->committed_next)
+                        continue;
+                rd_kafka_topic_partition_t *e =
+                    rd_kafka_topic_partition_list_add(offs, r->in_topic, i);
+                e->offset = p->next;
+                char md[48];
+                int n = snprintf(md, sizeof(md), "pg1 wm=%" PRId64,
+                                 p->max_t < 0 ? 0 : p->max_t);
+                e->metadata = pg_xmalloc((size_t)n);
+                memcpy(e->metadata, md, (size_t)n);
+                e->metadata_size = (size_t)n;
+        }
+        for (int attempt = 0;; attempt++) {
+                if (offs->cnt == 0)
+                        break;
+                rd_kafka_consumer_group_metadata_t *g =
+                    rd_kafka_consumer_group_metadata(r->consumer);
+                rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(
+                    r->producer, offs, g, -1);
+                rd_kafka_consumer_group_metadata_destroy(g);
+                if (!e)
+                        break;
+                if (rd_kafka_error_is_retriable(e) && attempt < 10) {
+                        rd_kafka_error_destroy(e);
+                        continue;
+                }
+                rd_kafka_topic_partition_list_destroy(offs);
+                return txn_fail(r, e, "send_offsets_to_transaction");
+        }
+        for (int attempt = 0;; attempt++) {
+                rd_kafka_error_t *e =
+                    rd_kafka_commit_transaction(r->producer, -1);
+                if (!e)
+                        break;
+                if (rd_kafka_error_is_retriable(e) && attempt < 10) {
+                        rd_kafka_error_destroy(e);
+                        continue;
+                }
+                rd_kafka_topic_partition_list_destroy(offs);
+                return txn_fail(r, e, "commit_transaction");
+        }
+        for (int i = 0; i < offs->cnt; i++) {
+                part_t *p = r->parts[offs->elems[i].partition];
+                if (p)
+                        p->committed_next = offs->elems[i].offset;
+        }
+        rd_kafka_topic_partition_list_destroy(offs);
+        r->c.commits++;
+        int64_t dt = mono_ms() - t0;
+        if (dt > 1000)
+                LOG_WARN("event=slow_commit ms=%" PRId64, dt);
+        txn_begin(r);
+        return TXN_OK;
+}
+
+/* After an abort: every assigned partition starts again from its committed
+ * offset, warm-up first. */
+static void rebuild_all(run_t *r)
+{
+        rd_kafka_topic_partition_list_t *a = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_assignment(r->consumer, &a);
+        r->rebuild = false;
+        if (err) {
+                LOG_ERROR("event=assignment_failed error=\"%s\"",
+                          rd_kafka_err2str(err));
+                r->fatal = true;
+                return;
+        }
+        r->c.rebuilds++;
+        if (a->cnt == 0) { /* nothing assigned (e.g. all lost) */
+                rd_kafka_topic_partition_list_destroy(a);
+                return;
+        }
+        plan_partitions(r, a);
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(r->consumer, a, 30000);
+        if (e) {
+                LOG_ERROR("event=seek_failed error=\"%s\"",
+                          rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                r->fatal = true;
+        } else {
+                for (int i = 0; i < a->cnt; i++)
+                        if (a->elems[i].err)
+                                r->fatal = true;
+        }
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
+/* ---------------------------------------------------------------------
+ * Rebalance (cooperative-sticky: incremental)
+ * ------------------------------------------------------------------- */
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        run_t *r = opaque;
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                plan_partitions(r, parts);
+                rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+                if (e) {
+                        LOG_ERROR("event=assign_failed error=\"%s\"",
+                                  rd_kafka_error_string(e));
+                        rd_kafka_error_destroy(e);
+                        r->fatal = true;
+                }
+                return;
+        }
+        if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+                /* Outputs of what was processed go out with its offsets
+                 * before another member takes the partitions; lost
+                 * partitions may already be someone else's: abort. */
+                if (rd_kafka_assignment_lost(rk))
+                        txn_abort(r, "partitions lost");
+                else
+                        txn_commit(r);
+                for (int i = 0; i < parts->cnt; i++) {
+                        int32_t id = parts->elems[i].partition;
+                        if (id >= 0 && id < MAX_PARTITIONS && r->parts[id]) {
+                                LOG_INFO("event=partition_revoked "
+                                         "partition=%d live=%" PRIu64
+                                         " warmup=%" PRIu64,
+                                         id, r->parts[id]->live,
+                                         r->parts[id]->warm);
+                                part_free(r, id);
+                        }
+                }
+                rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+                if (e) {
+                        LOG_ERROR("event=unassign_failed error=\"%s\"",
+                                  rd_kafka_error_string(e));
+                        rd_kafka_error_destroy(e);
+                }
+                return;
+        }
+        LOG_ERROR("event=rebalance_error error=\"%s\"", rd_kafka_err2str(err));
+        rd_kafka_assign(rk, NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * One input message
+ * ------------------------------------------------------------------- */
+
+static void handle(run_t *r, const rd_kafka_message_t *m)
+{
+        part_t *p = m->partition >= 0 && m->partition < MAX_PARTITIONS
+                        ? r->parts[m->partition]
+                        : NULL;
+        if (m->err) {
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (p)
+                                p->eof = true;
+                } else {
+                        LOG_WARN("event=consume_error error=\"%s\"",
+                                 rd_kafka_message_errstr(m));
+                }
+                return;
+        }
+        if (!p)
+                return; /* a message of a partition no longer ours */
+        p->eof = false;
+        r->last_message = mono_ms();
+        p->muted = m->offset < p->resume;
+        r->c.consumed++;
+        pg_record_t rec;
+        const char *field = NULL;
+        char why[256];
+        pg_reject_t rej;
+        if (r->in_format == FMT_JSON) {
+                rej = pg_codec_json_parse(m->payload, m->len, &rec, &field, why,
+                                          sizeof(why));
+        } else {
+                pg_pb_arena_reset(&r->arena);
+                rej = pg_codec_pb_parse(&r->arena, m->payload, m->len, &rec,
+                                        &field, why, sizeof(why));
+        }
+        if (rej == PG_REJ_NONE) {
+                if (rec.event_time > p->max_t)
+                        p->max_t = rec.event_time;
+                pg_engine_push(p->eng, &rec);
+        } else if (!p->muted) {
+                r->c.rejected++;
+                r->c.rejected_by[rej]++;
+                dead_letter(r, m, rej, field, why);
+        }
+        if (p->muted) {
+                p->warm++;
+                r->c.warmup++;
+                if (m->offset + 1 == p->resume)
+                        LOG_INFO("event=warmup_done partition=%d "
+                                 "records=%" PRIu64,
+                                 p->id, p->warm);
+        } else {
+                p->live++;
+                p->next = m->offset + 1;
+                r->dirty = true;
+        }
+        p->muted = false;
+}
+
+/* ---------------------------------------------------------------------
+ * Setup
+ * ------------------------------------------------------------------- */
+
+static const char *const known_keys[] = {"rules",
+                                         "input.topic",
+                                         "input.format",
+                                         "output.alerts",
+                                         "output.refunds",
+                                         "output.dlq",
+                                         "output.format",
+                                         "group.id",
+                                         "transactional.id",
+                                         "commit.interval.ms",
+                                         "refund.cap.merchant",
+                                         "refund.cap.global",
+                                         "kill.switch",
+                                         "max.state.mb",
+                                         "clock",
+                                         NULL};
+
+static void run_usage(FILE *f)
+{
+        fputs("usage: posguard run --config FILE [-X key=value]... "
+              "[--embedded]\n"
+              "\n"
+              "Settings (config file lines or -X), defaults in brackets:\n"
+              "  rules               rule file [rules/default.yaml]\n"
+              "  input.topic         records topic [pos.txn]\n"
+              "  input.format        protobuf | json [protobuf]\n"
+              "  output.alerts       [pos.alerts]\n"
+              "  output.refunds      [pos.refunds]\n"
+              "  output.dlq          [pos.dlq]\n"
+              "  output.format       protobuf | json [protobuf]\n"
+              "  group.id            consumer group [posguard]\n"
+              "  transactional.id    stable per instance [posguard-<host>]\n"
+              "  commit.interval.ms  transaction length [100]\n"
+              "  refund.cap.merchant, refund.cap.global, kill.switch,\n"
+              "  max.state.mb, clock (wall | event)  as for replay\n"
+              "  kafka.*             any librdkafka setting, for both "
+              "clients\n"
+              "  kafka.consumer.*, kafka.producer.*  for one client only\n"
+              "--until-idle MS: drain, commit and exit once every assigned "
+              "partition\n"
+              "  is at its end and nothing came for MS (tests, demos)\n"
+              "--embedded: librdkafka's in-process mock cluster instead of "
+              "a broker\n"
+              "  (a quick look only: NOT a real broker, no exactly-once "
+              "guarantee)\n",
+              f);
+}
+
+static int setup(run_t *r, bool embedded, char *err, size_t errsz)
+{
+        pg_kconf_t *c = &r->conf;
+        if (pg_kconf_check_known(c, known_keys, err, errsz))
+                return -1;
+        const char *rules = pg_kconf_get(c, "rules", "rules/default.yaml");
+        r->rules = pg_rules_load_file(rules, err, errsz);
+        if (!r->rules)
+                return -1;
+        r->horizon_ms = pg_engine_horizon_ms(r->rules);
+        r->in_topic = pg_kconf_get(c, "input.topic", "pos.txn");
+        r->alerts_topic = pg_kconf_get(c, "output.alerts", "pos.alerts");
+        r->refunds_topic = pg_kconf_get(c, "output.refunds", "pos.refunds");
+        r->dlq_topic = pg_kconf_get(c, "output.dlq", "pos.dlq");
+        int clock;
+        static const char *const clocks[] = {"wall", "event", NULL};
+        int64_t mb;
+        if (pg_kconf_choice(c, "input.format", format_names, FMT_PROTOBUF,
+                            &r->in_format, err, errsz) ||
+            pg_kconf_choice(c, "output.format", format_names, FMT_PROTOBUF,
+                            &r->out_format, err, errsz) ||
+            pg_kconf_int(c, "commit.interval.ms", 100, 1, 600000,
+                         &r->commit_interval_ms, err, errsz) ||
+            pg_kconf_int(c, "refund.cap.merchant", 0, 0, INT64_MAX,
+                         &r->econf.refund_cap_merchant, err, errsz) ||
+            pg_kconf_int(c, "refund.cap.global", 0, 0, INT64_MAX,
+                         &r->econf.refund_cap_global, err, errsz) ||
+            pg_kconf_bool(c, "kill.switch", false, &r->econf.kill_switch, err,
+                          errsz) ||
+            pg_kconf_int(c, "max.state.mb", 1024, 1, 1 << 20, &mb, err,
+                         errsz) ||
+            pg_kconf_choice(c, "clock", clocks, 0, &clock, err, errsz))
+                return -1;
+        r->econf.max_state_bytes = (size_t)mb << 20;
+        r->econf.event_clock = clock == 1;
+
+        char host[64] = "local";
+        gethostname(host, sizeof(host) - 1);
+        char txid[128];
+        snprintf(txid, sizeof(txid), "posguard-%s", host);
+        const char *group = pg_kconf_get(c, "group.id", "posguard");
+        const char *tid = pg_kconf_get(c, "transactional.id", txid);
+
+        if (embedded) {
+                /* The mock cluster lives in a client of its own; both real
+                 * clients connect to it over loopback like to a broker. */
+                rd_kafka_conf_t *hc = rd_kafka_conf_new();
+                char e2[256];
+                r->mock_host =
+                    rd_kafka_new(RD_KAFKA_PRODUCER, hc, e2, sizeof(e2));
+                if (!r->mock_host) {
+                        snprintf(err, errsz, "mock cluster: %s", e2);
+                        return -1;
+                }
+                r->mock = rd_kafka_mock_cluster_new(r->mock_host, 1);
+                if (!r->mock) {
+                        snprintf(err, errsz, "mock cluster: cannot start");
+                        return -1;
+                }
+                const char *topics[] = {r->in_topic, r->alerts_topic,
+                                        r->refunds_topic, r->dlq_topic};
+                for (int i = 0; i < 4; i++)
+                        rd_kafka_mock_topic_create(r->mock, topics[i],
+                                                   i ? 1 : 4, 1);
+                pg_kconf_set(c, "kafka.bootstrap.servers",
+                             rd_kafka_mock_cluster_bootstraps(r->mock),
+                             "--embedded");
+                LOG_WARN("event=embedded bootstrap=%s note=\"librdkafka mock "
+                         "cluster: NOT a real broker, a quick look only\"",
+                         rd_kafka_mock_cluster_bootstraps(r->mock));
+        }
+
+        rd_kafka_conf_t *cc = pg_kconf_rdkafka(c, "consumer", err, errsz);
+        if (!cc)
+                return -1;
+        char e2[512];
+        struct {
+                const char *k, *v;
+        } cdef[] = {
+            {"group.id", group},
+            {"enable.auto.commit", "false"},
+            {"enable.auto.offset.store", "false"},
+            {"isolation.level", "read_committed"},
+            {"partition.assignment.strategy", "cooperative-sticky"},
+            {"auto.offset.reset", "earliest"},
+            {"enable.partition.eof", r->until_idle_ms > 0 ? "true" : "false"}};
+        for (size_t i = 0; i < sizeof(cdef) / sizeof(cdef[0]); i++) {
+                char key[128];
+                snprintf(key, sizeof(key), "kafka.consumer.%s", cdef[i].k);
+                char key2[128];
+                snprintf(key2, sizeof(key2), "kafka.%s", cdef[i].k);
+                /* a user's own setting wins, except the ones exactly-once
+                 * needs */
+                bool forced = i >= 1 && i <= 3;
+                if (!forced &&
+                    (pg_kconf_get(c, key, NULL) || pg_kconf_get(c, key2, NULL)))
+                        continue;
+                if (rd_kafka_conf_set(cc, cdef[i].k, cdef[i].v, e2,
+                                      sizeof(e2)) != RD_KAFKA_CONF_OK) {
+                        snprintf(err, errsz, "%s: %s", cdef[i].k, e2);
+                        rd_kafka_conf_destroy(cc);
+                        return -1;
+                }
+        }
+        rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
+        rd_kafka_conf_set_opaque(cc, r);
+        r->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e2, sizeof(e2));
+        if (!r->consumer) {
+                snprintf(err, errsz, "consumer: %s", e2);
+                return -1;
+        }
+        rd_kafka_poll_set_consumer(r->consumer);
+
+        rd_kafka_conf_t *pc = pg_kconf_rdkafka(c, "producer", err, errsz);
+        if (!pc)
+                return -1;
+        if (rd_kafka_conf_set(pc, "transactional.id", tid, e2, sizeof(e2)) !=
+            RD_KAFKA_CONF_OK) {
+                snprintf(err, errsz, "transactional.id: %s", e2);
+                rd_kafka_conf_destroy(pc);
+                return -1;
+        }
+        r->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, e2, sizeof(e2));
+        if (!r->producer) {
+                snprintf(err, errsz, "producer: %s", e2);
+                return -1;
+        }
+        rd_kafka_error_t *e = rd_kafka_init_transactions(r->producer, 60000);
+        if (e) {
+                snprintf(err, errsz, "init_transactions: %s",
+                         rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                return -1;
+        }
+        r->arena_buf = pg_xmalloc(ARENA_BYTES);
+        pg_pb_arena_init(&r->arena, r->arena_buf, ARENA_BYTES);
+        LOG_INFO("event=started rules=%s rules_version=%s group=%s "
+                 "transactional_id=%s input=%s/%s outputs=%s,%s,%s/%s "
+                 "horizon_ms=%" PRId64,
+                 rules, r->rules->version, group, tid, r->in_topic,
+                 format_names[r->in_format], r->alerts_topic, r->refunds_topic,
+                 r->dlq_topic, format_names[r->out_format], r->horizon_ms);
+        return 0;
+}
+
+/* --until-idle: every assigned partition at its end, nothing for a while */
+static bool caught_up(const run_t *r)
+{
+        if (mono_ms() - r->last_message < r->until_idle_ms)
+                return false;
+        int n = 0;
+        for (int i = 0; i < MAX_PARTITIONS; i++) {
+                const part_t *p = r->parts[i];
+                if (!p)
+                        continue;
+                if (!p->eof)
+                        return false;
+                n++;
+        }
+        return n > 0;
+}
+
+static void teardown(run_t *r)
+{
+        for (int i = 0; i < MAX_PARTITIONS; i++)
+                part_free(r, i);
+        if (r->consumer)
+                rd_kafka_destroy(r->consumer);
+        if (r->producer)
+                rd_kafka_destroy(r->producer);
+        if (r->mock)
+                rd_kafka_mock_cluster_destroy(r->mock);
+        if (r->mock_host)
+                rd_kafka_destroy(r->mock_host);
+        pg_rules_free(r->rules);
+        pg_kconf_free(&r->conf);
+        free(r->arena_buf);
+}
+
+static void summary(const run_t *r)
+{
+        LOG_INFO("event=stopped consumed=%" PRIu64 " warmup=%" PRIu64
+                 " rejected=%" PRIu64 " alerts=%" PRIu64 " refunds=%" PRIu64
+                 " dead_letters=%" PRIu64 " commits=%" PRIu64 " aborts=%" PRIu64
+                 " rebuilds=%" PRIu64,
+                 r->c.consumed, r->c.warmup, r->c.rejected, r->c.alerts,
+                 r->c.refunds, r->c.dead_letters, r->c.commits, r->c.aborts,
+                 r->c.rebuilds);
+}
+
+int pg_cmd_run(int argc, char **argv)
+{
+        static run_t run; /* large (partition table): not on the stack */
+        run_t *r = &run;
+        memset(r, 0, sizeof(*r));
+        pg_kconf_init(&r->conf);
+        char err[1024];
+        bool embedded = false;
+        const char *config = NULL;
+        static const struct option opts[] = {
+            {"config", required_argument, NULL, 'c'},
+            {"embedded", no_argument, NULL, 'E'},
+            {"until-idle", required_argument, NULL, 'U'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0}};
+        /* -X are applied after the file, whatever their position */
+        const char *xs[256];
+        int nx = 0;
+        int ch;
+        optind = 1;
+        while ((ch = getopt_long(argc, argv, "c:X:h", opts, NULL)) != -1) {
+                switch (ch) {
+                case 'c':
+                        config = optarg;
+                        break;
+                case 'X':
+                        if (nx == 256) {
+                                fprintf(stderr, "posguard run: too many -X\n");
+                                return 64;
+                        }
+                        xs[nx++] = optarg;
+                        break;
+                case 'E':
+                        embedded = true;
+                        break;
+                case 'U':
+                        r->until_idle_ms = strtoll(optarg, NULL, 10);
+                        break;
+                case 'h':
+                        run_usage(stdout);
+                        return 0;
+                default:
+                        run_usage(stderr);
+                        return 64;
+                }
+        }
+        if (config && pg_kconf_load(&r->conf, config, err, sizeof(err))) {
+                fprintf(stderr, "posguard run: %s\n", err);
+                return 78;
+        }
+        for (int i = 0; i < nx; i++)
+                if (pg_kconf_set_arg(&r->conf, xs[i], err, sizeof(err))) {
+                        fprintf(stderr, "posguard run: %s\n", err);
+                        pg_kconf_free(&r->conf);
+                        return 64;
+                }
+        if (setup(r, embedded, err, sizeof(err))) {
+                fprintf(stderr, "posguard run: %s\n", err);
+                teardown(r);
+                return 78;
+        }
+
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+
+        rd_kafka_topic_partition_list_t *sub =
+            rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(sub, r->in_topic,
+                                          RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t serr = rd_kafka_subscribe(r->consumer, sub);
+        rd_kafka_topic_partition_list_destroy(sub);
+        if (serr) {
+                fprintf(stderr, "posguard run: subscribe %s: %s\n", r->in_topic,
+                        rd_kafka_err2str(serr));
+                teardown(r);
+                return 69;
+        }
+        txn_begin(r);
+        r->last_commit = mono_ms();
+        r->last_message = mono_ms();
+        while (!stop_requested && !r->fatal) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 50);
+                if (m) {
+                        handle(r, m);
+                        rd_kafka_message_destroy(m);
+                }
+                if (r->produce_failed)
+                        txn_abort(r, "a produce failed");
+                if (mono_ms() - r->last_commit >= r->commit_interval_ms) {
+                        txn_commit(r);
+                        r->last_commit = mono_ms();
+                }
+                if (r->rebuild && !r->fatal)
+                        rebuild_all(r);
+                if (r->until_idle_ms > 0 && caught_up(r)) {
+                        LOG_INFO("event=caught_up idle_ms=%" PRId64,
+                                 r->until_idle_ms);
+                        break;
+                }
+        }
+        int status = 0;
+        if (r->fatal) {
+                status = 2;
+        } else {
+                /* SIGTERM / SIGINT: drain what was processed, commit, leave
+                 * the group cleanly. */
+                LOG_INFO("event=stopping reason=signal");
+                if (txn_commit(r) != TXN_OK)
+                        status = 2;
+                rd_kafka_consumer_close(r->consumer);
+                if (txn_commit(r) != TXN_OK)
+                        status = 2;
+                rd_kafka_error_t *e =
+                    rd_kafka_abort_transaction(r->producer, 30000);
+                if (e)
+                        rd_kafka_error_destroy(e);
+        }
+        summary(r);
+        teardown(r);
+        return status;
+}

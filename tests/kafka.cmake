@@ -1,0 +1,18 @@
+# Real-broker tests: scripts/kafka.sh runs a single-node Apache Kafka 4.x
+# (KRaft) on 127.0.0.1 from jars fetched once with Maven into
+# ${XDG_CACHE_HOME:-~/.cache}/posguard (PG_KAFKA_CACHE overrides). Needs Java
+# 17+, kcat, python3, and mvn the first time. Each test picks free ports,
+# so they may run in parallel. Run them alone with: ctest -L kafka
+add_test(NAME kafka_smoke COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/kafka_smoke.sh)
+set_tests_properties(kafka_smoke PROPERTIES LABELS "kafka" TIMEOUT 300)
+
+# posguard run end to end against the real broker, outputs checked against
+# the oracle partition by partition; one test per fault (tests/kafka_e2e.sh).
+foreach(mode plain json kill9 broker rebalance)
+  add_test(NAME kafka_e2e_${mode}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/kafka_e2e.sh
+                   $<TARGET_FILE:posguard> ${CMAKE_SOURCE_DIR}/rules/default.yaml
+                   ${mode})
+  set_tests_properties(kafka_e2e_${mode} PROPERTIES LABELS "kafka;e2e"
+                       TIMEOUT 600)
+endforeach()
