@@ -722,9 +722,11 @@ static void run_usage(FILE *f)
               "  kafka.*             any librdkafka setting, for both "
               "clients\n"
               "  kafka.consumer.*, kafka.producer.*  for one client only\n"
-              "--until-idle MS: drain, commit and exit once every assigned "
-              "partition\n"
-              "  is at its end and nothing came for MS (tests, demos)\n"
+              "--until-idle MS: drain, commit and exit once every partition "
+              "of the\n"
+              "  input topic is assigned here, at its end, and nothing came "
+              "for MS\n"
+              "  (a single instance: tests, demos)\n"
               "--embedded: librdkafka's in-process mock cluster instead of "
               "a broker\n"
               "  (a quick look only: NOT a real broker, no exactly-once "
@@ -877,8 +879,30 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
         return 0;
 }
 
-/* --until-idle: every assigned partition at its end, nothing for a while */
-static bool caught_up(const run_t *r)
+/* Partitions of the input topic, from the cluster's metadata; -1 when it
+ * cannot be had now. */
+static int topic_partitions(run_t *r)
+{
+        rd_kafka_topic_t *t =
+            rd_kafka_topic_new(r->consumer, r->in_topic, NULL);
+        if (!t)
+                return -1;
+        const struct rd_kafka_metadata *md = NULL;
+        int n = -1;
+        if (rd_kafka_metadata(r->consumer, 0, t, &md, 5000) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            md->topic_cnt == 1 && !md->topics[0].err)
+                n = md->topics[0].partition_cnt;
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(t);
+        return n;
+}
+
+/* --until-idle (one instance: tests, demos): every partition of the input
+ * topic is assigned here and at its end, and nothing came for a while. A
+ * partition still held by a member that died is not ours yet: wait. */
+static bool caught_up(run_t *r)
 {
         if (mono_ms() - r->last_message < r->until_idle_ms)
                 return false;
@@ -891,7 +915,7 @@ static bool caught_up(const run_t *r)
                         return false;
                 n++;
         }
-        return n > 0;
+        return n > 0 && n == topic_partitions(r);
 }
 
 static void teardown(run_t *r)

@@ -87,18 +87,32 @@ run_to_end() { # NAME TXID
       || fail "run $1 exited with $?"
 }
 
-rate=$((count / 8)) # about 8 s of traffic for the fault modes
+# wait_log FILE PATTERN N: until FILE has N lines matching PATTERN (60 s)
+wait_log() {
+  for _ in $(seq 600); do
+    [ "$(grep -c -- "$2" "$1" 2>/dev/null || true)" -ge "$3" ] && return 0
+    sleep 0.1
+  done
+  fail "timed out waiting for $3 x '$2' in $1"
+}
+
+rate=$((count / 10)) # about 10 s of traffic for the fault modes
 case $mode in
 plain | json)
   produce 0 || fail "produce"
   run_to_end a pg-a
   ;;
 kill9)
+  # kill -9 while it processes live records, then again right after the
+  # restarted instance has taken the partitions over and warmed up
   produce "$rate" & ppid=$!
-  run_bg a pg-a; sleep 3; kill -9 "$last_pid"; echo "killed -9 after 3 s"
-  run_bg a pg-a; sleep 3; kill -9 "$last_pid"; echo "killed -9 again"
+  run_bg a pg-a; wait_log "$work/run-a.log" event=partition_assigned 4
+  sleep 2; kill -9 "$last_pid"; echo "killed -9 while live"
+  run_bg a pg-a; wait_log "$work/run-a.log" event=warmup_done 4
+  sleep 1; kill -9 "$last_pid"; echo "killed -9 again after warm-up"
   wait "$ppid" || fail "produce"
   run_to_end a pg-a
+  grep -q "event=warmup_done" "$work/run-a.log" || fail "no warm-up seen"
   ;;
 broker)
   produce "$rate" & ppid=$!
