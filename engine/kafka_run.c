@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -145,7 +146,9 @@ struct run {
         bool rebuild;        /* it aborted: rebuild every partition */
         int64_t last_commit;
         int64_t last_message;
-        int64_t until_idle_ms; /* --until-idle: stop when all caught up */
+        int64_t first_message;    /* 0: none yet */
+        int64_t last_commit_done; /* when the last commit returned */
+        int64_t until_idle_ms;    /* --until-idle: stop when all caught up */
         counters_t c;
         char obuf[PG_PB_OUT_MAX > PG_JSON_OUT_MAX ? PG_PB_OUT_MAX
                                                   : PG_JSON_OUT_MAX];
@@ -529,7 +532,8 @@ static int txn_commit(run_t *r)
         }
         rd_kafka_topic_partition_list_destroy(offs);
         r->c.commits++;
-        int64_t dt = mono_ms() - t0;
+        r->last_commit_done = mono_ms();
+        int64_t dt = r->last_commit_done - t0;
         if (dt > 1000)
                 LOG_WARN("event=slow_commit ms=%" PRId64, dt);
         txn_begin(r);
@@ -642,6 +646,8 @@ static void handle(run_t *r, const rd_kafka_message_t *m)
                 return; /* a message of a partition no longer ours */
         p->eof = false;
         r->last_message = mono_ms();
+        if (!r->first_message)
+                r->first_message = r->last_message;
         p->muted = m->offset < p->resume;
         r->c.consumed++;
         pg_record_t rec;
@@ -935,15 +941,30 @@ static void teardown(run_t *r)
         free(r->arena_buf);
 }
 
+static long peak_rss_kb(void)
+{
+        struct rusage ru;
+        return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+}
+
 static void summary(const run_t *r)
 {
+        /* throughput: from the first message to the commit that made the
+         * last outputs visible */
+        int64_t span =
+            r->first_message && r->last_commit_done > r->first_message
+                ? r->last_commit_done - r->first_message
+                : 0;
         LOG_INFO("event=stopped consumed=%" PRIu64 " warmup=%" PRIu64
                  " rejected=%" PRIu64 " alerts=%" PRIu64 " refunds=%" PRIu64
                  " dead_letters=%" PRIu64 " commits=%" PRIu64 " aborts=%" PRIu64
-                 " rebuilds=%" PRIu64,
+                 " rebuilds=%" PRIu64 " first_to_committed_ms=%" PRId64
+                 " records_per_s=%.0f peak_rss_kb=%ld",
                  r->c.consumed, r->c.warmup, r->c.rejected, r->c.alerts,
                  r->c.refunds, r->c.dead_letters, r->c.commits, r->c.aborts,
-                 r->c.rebuilds);
+                 r->c.rebuilds, span,
+                 span ? (double)r->c.consumed * 1000.0 / (double)span : 0.0,
+                 peak_rss_kb());
 }
 
 int pg_cmd_run(int argc, char **argv)

@@ -321,7 +321,9 @@ static const char watch_usage[] =
     "  and output.refunds (in output.format) from the beginning, one line\n"
     "  per event, then follows; --json prints replay's JSON lines;\n"
     "  --count: stop after N events; --idle-exit: stop after MS without "
-    "one.\n";
+    "one.\n"
+    "  --topic T: consume-only baseline: read T (read_committed), decode\n"
+    "  nothing, report messages/s from the first to the last message.\n";
 
 static void amount_str(char *b, size_t n, int64_t minor, const char *cur)
 {
@@ -385,6 +387,11 @@ int pg_cmd_watch(int argc, char **argv)
         const char *topics[2] = {
             pg_kconf_get(&a.conf, "output.alerts", "pos.alerts"),
             pg_kconf_get(&a.conf, "output.refunds", "pos.refunds")};
+        int ntopics = 2;
+        if (a.topic) { /* consume-only baseline */
+                topics[0] = a.topic;
+                ntopics = 1;
+        }
         rd_kafka_conf_t *cc =
             pg_kconf_rdkafka(&a.conf, "consumer", err, sizeof(err));
         if (!cc) {
@@ -408,7 +415,7 @@ int pg_cmd_watch(int argc, char **argv)
         rd_kafka_poll_set_consumer(c);
         rd_kafka_topic_partition_list_t *sub =
             rd_kafka_topic_partition_list_new(2);
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < ntopics; i++)
                 rd_kafka_topic_partition_list_add(sub, topics[i],
                                                   RD_KAFKA_PARTITION_UA);
         rd_kafka_resp_err_t se = rd_kafka_subscribe(c, sub);
@@ -424,7 +431,7 @@ int pg_cmd_watch(int argc, char **argv)
         signal(SIGTERM, tools_signal);
         setvbuf(stdout, NULL, _IOLBF, 0);
         int64_t n = 0, alerts = 0, refunds = 0, undecodable = 0;
-        int64_t last = mono_ms();
+        int64_t last = mono_ms(), first = 0;
         while (!tools_stop && (a.count <= 0 || n < a.count)) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
                 if (!m) {
@@ -441,6 +448,13 @@ int pg_cmd_watch(int argc, char **argv)
                         continue;
                 }
                 last = mono_ms();
+                if (!first)
+                        first = last;
+                if (a.topic) {
+                        n++;
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
                 bool is_alert = !strcmp(rd_kafka_topic_name(m->rkt), topics[0]);
                 int ok = 0;
                 if (fmt == 1) {
@@ -471,10 +485,20 @@ int pg_cmd_watch(int argc, char **argv)
                 n++;
                 rd_kafka_message_destroy(m);
         }
-        fprintf(stderr,
-                "posguard watch: %" PRId64 " alerts, %" PRId64
-                " refund commands%s\n",
-                alerts, refunds, undecodable ? " (some undecodable)" : "");
+        if (a.topic)
+                fprintf(stderr,
+                        "posguard watch: consumed=%" PRId64
+                        " first_to_last_ms=%" PRId64 " records_per_s=%.0f\n",
+                        n, last - first,
+                        last > first
+                            ? (double)n * 1000.0 / (double)(last - first)
+                            : 0.0);
+        else
+                fprintf(stderr,
+                        "posguard watch: %" PRId64 " alerts, %" PRId64
+                        " refund commands%s\n",
+                        alerts, refunds,
+                        undecodable ? " (some undecodable)" : "");
         rd_kafka_consumer_close(c);
         rd_kafka_destroy(c);
         pg_kconf_free(&a.conf);

@@ -148,4 +148,21 @@ want=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['rejected'])"
        "$work/expected.stats.json")
 [ "$dlq" -eq "$want" ] || fail "pos.dlq holds $dlq messages, expected $want"
 grep -q "event=stopped" "$work/run-a.log" || fail "run a did not stop cleanly"
-echo "kafka_e2e[$mode]: ok: $(wc -l <"$work/actual.jsonl") outputs, $dlq dead letters"
+# The verdict in numbers, by output id (alert_id / refund_id).
+$py - "$work/expected.jsonl" "$work/actual.jsonl" "$mode" "$dlq" <<'PY' || fail "lost or duplicated outputs"
+import collections, json, sys
+def ids(path):
+    c = collections.Counter()
+    for line in open(path):
+        o = json.loads(line)
+        c[o.get("alert_id") if o["type"] == "alert" else o["refund_id"]] += 1
+    return c
+exp, act = ids(sys.argv[1]), ids(sys.argv[2])
+lost = sum(max(0, n - act[k]) for k, n in exp.items())
+dup = sum(max(0, n - max(exp[k], 1)) for k, n in act.items() if k in exp)
+extra = sum(n for k, n in act.items() if k not in exp)
+print(f"kafka_e2e[{sys.argv[3]}]: expected {sum(exp.values())} outputs, "
+      f"committed {sum(act.values())}: lost {lost}, duplicated {dup}, "
+      f"unexpected {extra}; dead letters {sys.argv[4]}")
+sys.exit(1 if lost or dup or extra else 0)
+PY

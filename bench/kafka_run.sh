@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# bench/kafka_run.sh [RECORDS] - posguard run end to end on the local broker.
+#
+# Starts a single-node broker (scripts/kafka.sh), loads RECORDS generated
+# records (default 1,000,000, protobuf, keyed by merchant) into pos.txn
+# (4 partitions), then measures in the same run, on the same topic:
+#   1. consume-only baseline: `posguard watch --topic pos.txn`, a
+#      read_committed consumer that decodes nothing;
+#   2. `posguard run` with the default rules: decode, engine, outputs
+#      produced and offsets committed in transactions, from the first
+#      message to the commit that made the last outputs visible.
+# Writes bench/results/kafka-<host>-<date>.txt and prints it. The broker
+# shares the machine's cores with posguard (as on a small box).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+n=${1:-1000000}
+py=/usr/bin/python3
+scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+pg=build-bench/posguard
+work=$(mktemp -d)
+cleanup() { scripts/kafka.sh stop "$work/broker" --clean >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+bootstrap=$(scripts/kafka.sh start "$work/broker" | tail -1)
+scripts/kafka.sh create-topic "$work/broker" pos.txn 4 \
+    message.timestamp.after.max.ms=9223372036854775807 >/dev/null 2>&1
+for t in pos.alerts pos.refunds pos.dlq; do
+  scripts/kafka.sh create-topic "$work/broker" $t 2 >/dev/null 2>&1
+done
+cat >"$work/pg.conf" <<CONF
+kafka.bootstrap.servers=$bootstrap
+rules=rules/default.yaml
+group.id=bench
+transactional.id=bench-1
+CONF
+$py scripts/posgen.py --count "$n" --seed 99 --out "$work/raw.jsonl" 2>/dev/null
+$py tests/kafka_stream.py close "$work/raw.jsonl" "$work/in.jsonl" >/dev/null
+t0=$(date +%s.%N)
+$pg produce --config "$work/pg.conf" --input "$work/in.jsonl" 2>"$work/produce.log"
+t1=$(date +%s.%N)
+$pg watch --config "$work/pg.conf" --topic pos.txn --idle-exit 5000 2>"$work/consume.log"
+$pg run --config "$work/pg.conf" --until-idle 3000 2>"$work/run.log"
+
+mkdir -p bench/results
+out=bench/results/kafka-$(hostname -s)-$(date -u +%Y%m%d).txt
+field() { grep -o "$2=[0-9.]*" "$1" | tail -1 | cut -d= -f2; }
+{
+  echo "# posguard run end to end on a local Kafka broker, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB; broker on the same cores"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "kafka: $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml), pos.txn 4 partitions, protobuf records"
+  echo "input: $(wc -l <"$work/in.jsonl") messages ($n generated records + redeliveries, malformed lines, closing records)"
+  echo "load (posguard produce, idempotent, not part of the comparison): $(tail -1 "$work/produce.log" | sed 's/posguard produce: //') in $($py -c "print(round($t1 - $t0, 1))") s"
+  echo "consume-only baseline: $(field "$work/consume.log" consumed) messages, $(field "$work/consume.log" records_per_s) records/s"
+  echo "posguard run (default rules, exactly-once, commit.interval.ms=100): $(field "$work/run.log" consumed) messages, $(field "$work/run.log" records_per_s) records/s to committed outputs"
+  echo "  outputs: alerts $(field "$work/run.log" alerts), refunds $(field "$work/run.log" refunds), dead letters $(field "$work/run.log" dead_letters), commits $(field "$work/run.log" commits)"
+  base=$(field "$work/consume.log" records_per_s); full=$(field "$work/run.log" records_per_s)
+  echo "  ratio to the baseline: $($py -c "print(round(100 * $full / $base, 1))") %"
+  echo "  peak RSS of posguard run: $(( $(field "$work/run.log" peak_rss_kb) / 1024 )) MiB"
+} | tee "$out"
+echo "written: $out"
