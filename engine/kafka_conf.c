@@ -204,13 +204,13 @@ int pg_kconf_choice(const pg_kconf_t *c, const char *key,
 }
 
 int pg_kconf_check_known(const pg_kconf_t *c, const char *const *known,
-                         char *err, size_t errsz)
+                         const char *prefix, char *err, size_t errsz)
 {
         for (size_t i = 0; i < c->n; i++) {
                 const char *k = c->kv[i].key;
                 if (!strncmp(k, "kafka.", 6))
                         continue;
-                bool ok = false;
+                bool ok = prefix && !strncmp(k, prefix, strlen(prefix));
                 for (int j = 0; known[j] && !ok; j++)
                         ok = !strcmp(known[j], k);
                 if (!ok) {

@@ -49,9 +49,10 @@ int pg_kconf_bool(const pg_kconf_t *c, const char *key, bool def, bool *out,
 int pg_kconf_choice(const pg_kconf_t *c, const char *key,
                     const char *const *choices, int def, int *out, char *err,
                     size_t errsz);
-/* Every key that is not kafka.* must be in known (NULL-terminated). */
+/* Every key that is not kafka.* must be in known (NULL-terminated) or
+ * start with prefix (NULL: none). */
 int pg_kconf_check_known(const pg_kconf_t *c, const char *const *known,
-                         char *err, size_t errsz);
+                         const char *prefix, char *err, size_t errsz);
 /* A librdkafka configuration for role ("consumer" or "producer"): every
  * kafka.* then kafka.<role>.* setting. NULL with err on a setting
  * librdkafka refuses (the message names the key and where it was set). */

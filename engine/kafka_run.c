@@ -65,7 +65,9 @@
 enum { FMT_PROTOBUF = 0, FMT_JSON = 1 };
 static const char *const format_names[] = {"protobuf", "json", NULL};
 
-#define MAX_PARTITIONS 4096
+#define MAX_TOPICS 8        /* input topics */
+#define MAX_PARTITIONS 1024 /* per input topic */
+#define MAX_SLOTS (MAX_TOPICS * MAX_PARTITIONS)
 #define ARENA_BYTES (256 * 1024)
 
 /* ---------------------------------------------------------------------
@@ -109,6 +111,7 @@ typedef struct run run_t;
 
 typedef struct part {
         run_t *run;
+        int topic; /* index into run.in_topics */
         int32_t id;
         pg_engine_t *eng;
         int64_t resume;         /* first offset whose outputs we produce */
@@ -134,10 +137,14 @@ struct run {
         rd_kafka_t *consumer, *producer;
         rd_kafka_mock_cluster_t *mock;
         rd_kafka_t *mock_host;
-        const char *in_topic, *alerts_topic, *refunds_topic, *dlq_topic;
-        int in_format, out_format;
+        int n_in;
+        const char *in_topics[MAX_TOPICS];
+        int in_formats[MAX_TOPICS];
+        char *in_topic_list; /* storage for in_topics */
+        const char *alerts_topic, *refunds_topic, *dlq_topic;
+        int out_format;
         int64_t commit_interval_ms;
-        part_t *parts[MAX_PARTITIONS];
+        part_t *parts[MAX_SLOTS]; /* [topic * MAX_PARTITIONS + partition] */
         pg_pb_arena_t arena;
         unsigned char *arena_buf;
         bool dirty;          /* the open transaction holds something */
@@ -256,7 +263,8 @@ static void sink_refund(void *opaque, const pg_refund_t *f)
 static void dead_letter(run_t *r, const rd_kafka_message_t *m, pg_reject_t code,
                         const char *field, const char *detail)
 {
-        pg_source_pos_t pos = {r->in_topic, m->partition, m->offset, -1};
+        pg_source_pos_t pos = {rd_kafka_topic_name(m->rkt), m->partition,
+                               m->offset, -1};
         rd_kafka_timestamp_type_t tt;
         pos.timestamp_ms = rd_kafka_message_timestamp(m, &tt);
         int n;
@@ -280,10 +288,17 @@ static void dead_letter(run_t *r, const rd_kafka_message_t *m, pg_reject_t code,
         char ps[16], os[24];
         snprintf(ps, sizeof(ps), "%" PRId32, m->partition);
         snprintf(os, sizeof(os), "%" PRId64, m->offset);
-        const char *hdr[] = {
-            "reason", pg_reject_name(code), "field", field, "source_partition",
-            ps,       "source_offset",      os};
-        produce(r, r->dlq_topic, NULL, r->obuf, (size_t)n, hdr, 4);
+        const char *hdr[] = {"reason",
+                             pg_reject_name(code),
+                             "field",
+                             field,
+                             "source_topic",
+                             pos.topic,
+                             "source_partition",
+                             ps,
+                             "source_offset",
+                             os};
+        produce(r, r->dlq_topic, NULL, r->obuf, (size_t)n, hdr, 5);
         r->c.dead_letters++;
 }
 
@@ -291,21 +306,34 @@ static void dead_letter(run_t *r, const rd_kafka_message_t *m, pg_reject_t code,
  * Partitions: creation, warm-up start, rebuild
  * ------------------------------------------------------------------- */
 
-static void part_free(run_t *r, int32_t id)
+/* The slot of (topic, partition), or NULL when it is not one of ours. */
+static part_t **slot(run_t *r, const char *topic, int32_t partition)
 {
-        part_t *p = r->parts[id];
+        if (partition < 0 || partition >= MAX_PARTITIONS || !topic)
+                return NULL;
+        for (int t = 0; t < r->n_in; t++)
+                if (!strcmp(r->in_topics[t], topic))
+                        return &r->parts[t * MAX_PARTITIONS + partition];
+        return NULL;
+}
+
+static void part_free(part_t **s)
+{
+        part_t *p = *s;
         if (!p)
                 return;
         pg_engine_free(p->eng);
         free(p);
-        r->parts[id] = NULL;
+        *s = NULL;
 }
 
-static part_t *part_new(run_t *r, int32_t id, int64_t resume, int64_t wm)
+static part_t *part_new(run_t *r, part_t **s, int topic, int32_t id,
+                        int64_t resume, int64_t wm)
 {
-        part_free(r, id);
+        part_free(s);
         part_t *p = pg_xcalloc(1, sizeof(*p));
         p->run = r;
+        p->topic = topic;
         p->id = id;
         p->resume = resume;
         p->next = -1;
@@ -315,13 +343,14 @@ static part_t *part_new(run_t *r, int32_t id, int64_t resume, int64_t wm)
         char err[256];
         p->eng = pg_engine_new(r->rules, &r->econf, &sink, err, sizeof(err));
         if (!p->eng) {
-                LOG_ERROR("event=engine_failed partition=%d error=\"%s\"", id,
-                          err);
+                LOG_ERROR("event=engine_failed topic=%s partition=%d "
+                          "error=\"%s\"",
+                          r->in_topics[topic], id, err);
                 free(p);
                 r->fatal = true;
                 return NULL;
         }
-        r->parts[id] = p;
+        *s = p;
         return p;
 }
 
@@ -376,9 +405,11 @@ static void plan_partitions(run_t *r, rd_kafka_topic_partition_list_t *list)
         for (int i = 0; i < list->cnt; i++) {
                 rd_kafka_topic_partition_t *e = &list->elems[i];
                 rd_kafka_topic_partition_t *ce = &c->elems[i];
-                if (e->partition < 0 || e->partition >= MAX_PARTITIONS) {
-                        LOG_ERROR("event=partition_out_of_range partition=%d",
-                                  e->partition);
+                part_t **sl = slot(r, e->topic, e->partition);
+                if (!sl) {
+                        LOG_ERROR("event=partition_out_of_range topic=%s "
+                                  "partition=%d",
+                                  e->topic, e->partition);
                         r->fatal = true;
                         continue;
                 }
@@ -397,7 +428,8 @@ static void plan_partitions(run_t *r, rd_kafka_topic_partition_list_t *list)
                         else if (te->offset < resume)
                                 start = te->offset;
                 }
-                if (!part_new(r, e->partition, resume >= 0 ? resume : 0, wm))
+                if (!part_new(r, sl, (int)(sl - r->parts) / MAX_PARTITIONS,
+                              e->partition, resume >= 0 ? resume : 0, wm))
                         continue;
                 e->offset = start;
                 LOG_INFO("event=partition_assigned topic=%s partition=%d "
@@ -482,12 +514,13 @@ static int txn_commit(run_t *r)
         int64_t t0 = mono_ms();
         rd_kafka_topic_partition_list_t *offs =
             rd_kafka_topic_partition_list_new(8);
-        for (int i = 0; i < MAX_PARTITIONS; i++) {
+        for (int i = 0; i < MAX_SLOTS; i++) {
                 part_t *p = r->parts[i];
                 if (!p || p->next < 0 || p->next <= p->committed_next)
                         continue;
                 rd_kafka_topic_partition_t *e =
-                    rd_kafka_topic_partition_list_add(offs, r->in_topic, i);
+                    rd_kafka_topic_partition_list_add(
+                        offs, r->in_topics[p->topic], p->id);
                 e->offset = p->next;
                 char md[48];
                 int n = snprintf(md, sizeof(md), "pg1 wm=%" PRId64,
@@ -526,9 +559,10 @@ static int txn_commit(run_t *r)
                 return txn_fail(r, e, "commit_transaction");
         }
         for (int i = 0; i < offs->cnt; i++) {
-                part_t *p = r->parts[offs->elems[i].partition];
-                if (p)
-                        p->committed_next = offs->elems[i].offset;
+                part_t **sl =
+                    slot(r, offs->elems[i].topic, offs->elems[i].partition);
+                if (sl && *sl)
+                        (*sl)->committed_next = offs->elems[i].offset;
         }
         rd_kafka_topic_partition_list_destroy(offs);
         r->c.commits++;
@@ -601,14 +635,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 else
                         txn_commit(r);
                 for (int i = 0; i < parts->cnt; i++) {
-                        int32_t id = parts->elems[i].partition;
-                        if (id >= 0 && id < MAX_PARTITIONS && r->parts[id]) {
-                                LOG_INFO("event=partition_revoked "
+                        part_t **sl = slot(r, parts->elems[i].topic,
+                                           parts->elems[i].partition);
+                        if (sl && *sl) {
+                                LOG_INFO("event=partition_revoked topic=%s "
                                          "partition=%d live=%" PRIu64
                                          " warmup=%" PRIu64,
-                                         id, r->parts[id]->live,
-                                         r->parts[id]->warm);
-                                part_free(r, id);
+                                         parts->elems[i].topic,
+                                         parts->elems[i].partition, (*sl)->live,
+                                         (*sl)->warm);
+                                part_free(sl);
                         }
                 }
                 rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
@@ -629,9 +665,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void handle(run_t *r, const rd_kafka_message_t *m)
 {
-        part_t *p = m->partition >= 0 && m->partition < MAX_PARTITIONS
-                        ? r->parts[m->partition]
-                        : NULL;
+        part_t **sl = slot(r, rd_kafka_topic_name(m->rkt), m->partition);
+        part_t *p = sl ? *sl : NULL;
         if (m->err) {
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                         if (p)
@@ -654,7 +689,7 @@ static void handle(run_t *r, const rd_kafka_message_t *m)
         const char *field = NULL;
         char why[256];
         pg_reject_t rej;
-        if (r->in_format == FMT_JSON) {
+        if (r->in_formats[p->topic] == FMT_JSON) {
                 rej = pg_codec_json_parse(m->payload, m->len, &rec, &field, why,
                                           sizeof(why));
         } else {
@@ -675,9 +710,9 @@ static void handle(run_t *r, const rd_kafka_message_t *m)
                 p->warm++;
                 r->c.warmup++;
                 if (m->offset + 1 == p->resume)
-                        LOG_INFO("event=warmup_done partition=%d "
+                        LOG_INFO("event=warmup_done topic=%s partition=%d "
                                  "records=%" PRIu64,
-                                 p->id, p->warm);
+                                 r->in_topics[p->topic], p->id, p->warm);
         } else {
                 p->live++;
                 p->next = m->offset + 1;
@@ -714,8 +749,10 @@ static void run_usage(FILE *f)
               "\n"
               "Settings (config file lines or -X), defaults in brackets:\n"
               "  rules               rule file [rules/default.yaml]\n"
-              "  input.topic         records topic [pos.txn]\n"
+              "  input.topic         records topic(s), comma-separated "
+              "[pos.txn]\n"
               "  input.format        protobuf | json [protobuf]\n"
+              "  input.format.TOPIC  the format of one input topic\n"
               "  output.alerts       [pos.alerts]\n"
               "  output.refunds      [pos.refunds]\n"
               "  output.dlq          [pos.dlq]\n"
@@ -743,23 +780,48 @@ static void run_usage(FILE *f)
 static int setup(run_t *r, bool embedded, char *err, size_t errsz)
 {
         pg_kconf_t *c = &r->conf;
-        if (pg_kconf_check_known(c, known_keys, err, errsz))
+        if (pg_kconf_check_known(c, known_keys, "input.format.", err, errsz))
                 return -1;
         const char *rules = pg_kconf_get(c, "rules", "rules/default.yaml");
         r->rules = pg_rules_load_file(rules, err, errsz);
         if (!r->rules)
                 return -1;
         r->horizon_ms = pg_engine_horizon_ms(r->rules);
-        r->in_topic = pg_kconf_get(c, "input.topic", "pos.txn");
+        /* input.topic: one topic or a comma-separated list; each takes
+         * input.format unless input.format.<topic> says otherwise */
+        int def_format;
+        if (pg_kconf_choice(c, "input.format", format_names, FMT_PROTOBUF,
+                            &def_format, err, errsz))
+                return -1;
+        free(r->in_topic_list);
+        r->in_topic_list = strdup(pg_kconf_get(c, "input.topic", "pos.txn"));
+        r->n_in = 0;
+        for (char *save = NULL, *t = strtok_r(r->in_topic_list, ", ", &save); t;
+             t = strtok_r(NULL, ", ", &save)) {
+                if (r->n_in == MAX_TOPICS) {
+                        snprintf(err, errsz, "input.topic: at most %d topics",
+                                 MAX_TOPICS);
+                        return -1;
+                }
+                char key[160];
+                snprintf(key, sizeof(key), "input.format.%s", t);
+                r->in_topics[r->n_in] = t;
+                if (pg_kconf_choice(c, key, format_names, def_format,
+                                    &r->in_formats[r->n_in], err, errsz))
+                        return -1;
+                r->n_in++;
+        }
+        if (r->n_in == 0) {
+                snprintf(err, errsz, "input.topic: no topic named");
+                return -1;
+        }
         r->alerts_topic = pg_kconf_get(c, "output.alerts", "pos.alerts");
         r->refunds_topic = pg_kconf_get(c, "output.refunds", "pos.refunds");
         r->dlq_topic = pg_kconf_get(c, "output.dlq", "pos.dlq");
         int clock;
         static const char *const clocks[] = {"wall", "event", NULL};
         int64_t mb;
-        if (pg_kconf_choice(c, "input.format", format_names, FMT_PROTOBUF,
-                            &r->in_format, err, errsz) ||
-            pg_kconf_choice(c, "output.format", format_names, FMT_PROTOBUF,
+        if (pg_kconf_choice(c, "output.format", format_names, FMT_PROTOBUF,
                             &r->out_format, err, errsz) ||
             pg_kconf_int(c, "commit.interval.ms", 100, 1, 600000,
                          &r->commit_interval_ms, err, errsz) ||
@@ -799,11 +861,13 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                         snprintf(err, errsz, "mock cluster: cannot start");
                         return -1;
                 }
-                const char *topics[] = {r->in_topic, r->alerts_topic,
-                                        r->refunds_topic, r->dlq_topic};
-                for (int i = 0; i < 4; i++)
-                        rd_kafka_mock_topic_create(r->mock, topics[i],
-                                                   i ? 1 : 4, 1);
+                const char *topics[] = {r->alerts_topic, r->refunds_topic,
+                                        r->dlq_topic};
+                for (int i = 0; i < 3; i++)
+                        rd_kafka_mock_topic_create(r->mock, topics[i], 1, 1);
+                for (int i = 0; i < r->n_in; i++)
+                        rd_kafka_mock_topic_create(r->mock, r->in_topics[i], 4,
+                                                   1);
                 pg_kconf_set(c, "kafka.bootstrap.servers",
                              rd_kafka_mock_cluster_bootstraps(r->mock),
                              "--embedded");
@@ -876,29 +940,40 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
         }
         r->arena_buf = pg_xmalloc(ARENA_BYTES);
         pg_pb_arena_init(&r->arena, r->arena_buf, ARENA_BYTES);
+        char inputs[512] = "";
+        for (int i = 0; i < r->n_in; i++) {
+                size_t l = strlen(inputs);
+                snprintf(inputs + l, sizeof(inputs) - l, "%s%s/%s",
+                         i ? "," : "", r->in_topics[i],
+                         format_names[r->in_formats[i]]);
+        }
         LOG_INFO("event=started rules=%s rules_version=%s group=%s "
-                 "transactional_id=%s input=%s/%s outputs=%s,%s,%s/%s "
+                 "transactional_id=%s input=%s outputs=%s,%s,%s/%s "
                  "horizon_ms=%" PRId64,
-                 rules, r->rules->version, group, tid, r->in_topic,
-                 format_names[r->in_format], r->alerts_topic, r->refunds_topic,
-                 r->dlq_topic, format_names[r->out_format], r->horizon_ms);
+                 rules, r->rules->version, group, tid, inputs, r->alerts_topic,
+                 r->refunds_topic, r->dlq_topic, format_names[r->out_format],
+                 r->horizon_ms);
         return 0;
 }
 
-/* Partitions of the input topic, from the cluster's metadata; -1 when it
- * cannot be had now. */
-static int topic_partitions(run_t *r)
+/* Partitions of a topic, from the cluster's metadata; -1 when it cannot be
+ * had now. */
+static int topic_partitions(run_t *r, const char *topic)
 {
-        rd_kafka_topic_t *t =
-            rd_kafka_topic_new(r->consumer, r->in_topic, NULL);
+        rd_kafka_topic_t *t = rd_kafka_topic_new(r->consumer, topic, NULL);
         if (!t)
                 return -1;
         const struct rd_kafka_metadata *md = NULL;
         int n = -1;
         if (rd_kafka_metadata(r->consumer, 0, t, &md, 5000) ==
                 RD_KAFKA_RESP_ERR_NO_ERROR &&
-            md->topic_cnt == 1 && !md->topics[0].err)
-                n = md->topics[0].partition_cnt;
+            md->topic_cnt == 1) {
+                if (!md->topics[0].err)
+                        n = md->topics[0].partition_cnt;
+                else if (md->topics[0].err ==
+                         RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+                        n = 0; /* nothing to wait for */
+        }
         if (md)
                 rd_kafka_metadata_destroy(md);
         rd_kafka_topic_destroy(t);
@@ -906,14 +981,14 @@ static int topic_partitions(run_t *r)
 }
 
 /* --until-idle (one instance: tests, demos): every partition of the input
- * topic is assigned here and at its end, and nothing came for a while. A
+ * topics is assigned here and at its end, and nothing came for a while. A
  * partition still held by a member that died is not ours yet: wait. */
 static bool caught_up(run_t *r)
 {
         if (mono_ms() - r->last_message < r->until_idle_ms)
                 return false;
-        int n = 0;
-        for (int i = 0; i < MAX_PARTITIONS; i++) {
+        int n = 0, want = 0;
+        for (int i = 0; i < MAX_SLOTS; i++) {
                 const part_t *p = r->parts[i];
                 if (!p)
                         continue;
@@ -921,13 +996,19 @@ static bool caught_up(run_t *r)
                         return false;
                 n++;
         }
-        return n > 0 && n == topic_partitions(r);
+        for (int t = 0; t < r->n_in; t++) {
+                int k = topic_partitions(r, r->in_topics[t]);
+                if (k < 0)
+                        return false;
+                want += k;
+        }
+        return n > 0 && n == want;
 }
 
 static void teardown(run_t *r)
 {
-        for (int i = 0; i < MAX_PARTITIONS; i++)
-                part_free(r, i);
+        for (int i = 0; i < MAX_SLOTS; i++)
+                part_free(&r->parts[i]);
         if (r->consumer)
                 rd_kafka_destroy(r->consumer);
         if (r->producer)
@@ -939,6 +1020,7 @@ static void teardown(run_t *r)
         pg_rules_free(r->rules);
         pg_kconf_free(&r->conf);
         free(r->arena_buf);
+        free(r->in_topic_list);
 }
 
 static long peak_rss_kb(void)
@@ -1036,13 +1118,14 @@ int pg_cmd_run(int argc, char **argv)
         sigaction(SIGINT, &sa, NULL);
 
         rd_kafka_topic_partition_list_t *sub =
-            rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(sub, r->in_topic,
-                                          RD_KAFKA_PARTITION_UA);
+            rd_kafka_topic_partition_list_new(r->n_in);
+        for (int i = 0; i < r->n_in; i++)
+                rd_kafka_topic_partition_list_add(sub, r->in_topics[i],
+                                                  RD_KAFKA_PARTITION_UA);
         rd_kafka_resp_err_t serr = rd_kafka_subscribe(r->consumer, sub);
         rd_kafka_topic_partition_list_destroy(sub);
         if (serr) {
-                fprintf(stderr, "posguard run: subscribe %s: %s\n", r->in_topic,
+                fprintf(stderr, "posguard run: subscribe: %s\n",
                         rd_kafka_err2str(serr));
                 teardown(r);
                 return 69;
@@ -1076,7 +1159,8 @@ int pg_cmd_run(int argc, char **argv)
         } else {
                 /* SIGTERM / SIGINT: drain what was processed, commit, leave
                  * the group cleanly. */
-                LOG_INFO("event=stopping reason=signal");
+                LOG_INFO("event=stopping reason=%s",
+                         stop_requested ? "signal" : "caught_up");
                 if (txn_commit(r) != TXN_OK)
                         status = 2;
                 rd_kafka_consumer_close(r->consumer);

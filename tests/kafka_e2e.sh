@@ -13,8 +13,9 @@
 #       kill9      kill -9 posguard twice mid-stream, restart it each time
 #       broker     restart the broker mid-stream
 #       rebalance  a second instance joins mid-stream and leaves again
-#       json       JSON records in and JSON outputs out (input.format and
-#                  output.format = json)
+#       json       two input topics, pos.txn (protobuf, left empty) and
+#                  pos.txn.json (JSON records, input.format.pos.txn.json),
+#                  and JSON outputs (output.format = json)
 set -euo pipefail
 posguard=$1 rules=$2 mode=$3
 here=$(cd "$(dirname "$0")" && pwd)
@@ -50,12 +51,18 @@ for t in pos.alerts:2 pos.refunds:2 pos.dlq:1; do
       >/dev/null 2>>"$work/topics.log"
 done
 
-fmt=protobuf
-[ "$mode" = json ] && fmt=json
+fmt=protobuf topic=pos.txn topics=pos.txn
+if [ "$mode" = json ]; then
+  fmt=json topic=pos.txn.json topics=pos.txn,pos.txn.json
+  "$root/scripts/kafka.sh" create-topic "$broker" pos.txn.json 3 \
+      message.timestamp.after.max.ms=9223372036854775807 >/dev/null 2>>"$work/topics.log"
+fi
 cat >"$work/posguard.conf" <<CONF
 kafka.bootstrap.servers=$bootstrap
 rules=$rules
-input.format=$fmt
+input.topic=$topics
+input.format=protobuf
+input.format.pos.txn.json=json
 output.format=$fmt
 clock=event
 commit.interval.ms=200
@@ -73,6 +80,7 @@ $py "$here/kafka_stream.py" close "$work/raw.jsonl" "$work/input.jsonl"
 
 produce() { # RATE
   "$posguard" produce --config "$conf" --input "$work/input.jsonl" \
+      --topic "$topic" -X "input.format=$fmt" \
       --partitions-out "$work/partitions.txt" --rate "$1" 2>"$work/produce.log"
 }
 run_bg() { # NAME TXID
@@ -85,6 +93,8 @@ run_to_end() { # NAME TXID
   timeout 300 "$posguard" run --config "$conf" -X "transactional.id=$2" \
       --until-idle 3000 >>"$work/run-$1.log" 2>&1 \
       || fail "run $1 exited with $?"
+  grep "event=stopping" "$work/run-$1.log" | tail -1 | grep -q "reason=caught_up" \
+      || fail "run $1 did not catch up with the input"
 }
 
 # wait_log FILE PATTERN N: until FILE has N lines matching PATTERN (60 s)
