@@ -16,3 +16,10 @@ foreach(mode plain json kill9 broker rebalance)
   set_tests_properties(kafka_e2e_${mode} PROPERTIES LABELS "kafka;e2e"
                        TIMEOUT 600)
 endforeach()
+
+# Error handling under injected request errors and a broker outage, with
+# librdkafka's in-process mock cluster (tests/test_kafka_faults.c; not a
+# stand-in for the real-broker tests above: the mock cannot prove
+# exactly-once).
+set_tests_properties(test_kafka_faults PROPERTIES LABELS "kafka;mock"
+                     TIMEOUT 300)
