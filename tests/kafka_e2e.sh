@@ -13,6 +13,9 @@
 #       kill9      kill -9 posguard twice mid-stream, restart it each time
 #       broker     restart the broker mid-stream
 #       rebalance  a second instance joins mid-stream and leaves again
+#       fenced     a second instance starts with the SAME transactional.id:
+#                  the first is fenced and must exit with status 2 without
+#                  committing anything more
 #       json       two input topics, pos.txn (protobuf, left empty) and
 #                  pos.txn.json (JSON records, input.format.pos.txn.json),
 #                  and JSON outputs (output.format = json)
@@ -141,6 +144,20 @@ rebalance)
   echo "instance b joined and left"
   wait "$ppid" || fail "produce"
   kill -TERM "$a"; wait "$a" || fail "run a: SIGTERM exit $?"
+  run_to_end a pg-a
+  ;;
+fenced)
+  produce "$rate" & ppid=$!
+  run_bg a pg-a; a=$last_pid
+  wait_log "$work/run-a.log" event=partition_assigned 4
+  sleep 1
+  run_bg z pg-a; z=$last_pid # a zombie's successor: same transactional.id
+  set +e; wait "$a"; st=$?; set -e
+  [ "$st" -eq 2 ] || fail "fenced instance exited with $st, expected 2"
+  grep -q "event=transaction_fatal" "$work/run-a.log" || fail "no fatal error logged"
+  echo "first instance fenced, exit status 2"
+  wait "$ppid" || fail "produce"
+  kill -TERM "$z"; wait "$z" || fail "run z: SIGTERM exit $?"
   run_to_end a pg-a
   ;;
 *) fail "unknown mode $mode" ;;
