@@ -88,6 +88,9 @@ void pg_engine_stats(const pg_engine_t *e, pg_engine_stats_t *out);
  * windows and the dedupe horizon, each plus the allowed lateness. A
  * consumer that rebuilds state re-reads at least this much history. */
 int64_t pg_engine_horizon_ms(const pg_ruleset_t *rules);
+/* Format an amount in minor units for people: "12.34 EUR", "1277 JPY"
+ * (ISO 4217 exponents), for reasons and reports. */
+void pg_fmt_amount(char *buf, size_t size, int64_t minor, const char *cur);
 void pg_engine_free(pg_engine_t *e);
 
 #endif

@@ -144,8 +144,6 @@ void pg_engine_alert_init(pg_engine_t *e, pg_alert_t *a, const pg_rule_t *r,
                           const pg_record_t *rec);
 void pg_engine_emit_alert(pg_engine_t *e, pg_alert_t *a, pg_finding_t f,
                           const pg_rule_t *r);
-/* Format an amount in minor units as "12.34 EUR" for reasons. */
-void pg_fmt_amount(char *buf, size_t size, int64_t minor, const char *cur);
 
 /* --- detectors: detect_*.c --- */
 void pg_detect_retry(pg_engine_t *e, int ri, const pg_record_t *rec,

@@ -27,6 +27,7 @@
 #include "codec_json.h"
 #include "codec_pb.h"
 #include "codec_pb_view.h"
+#include "engine.h"
 #include "kafka_conf.h"
 #include "kafka_run.h"
 #include "source_file.h"
@@ -325,12 +326,6 @@ static const char watch_usage[] =
     "  --topic T: consume-only baseline: read T (read_committed), decode\n"
     "  nothing, report messages/s from the first to the last message.\n";
 
-static void amount_str(char *b, size_t n, int64_t minor, const char *cur)
-{
-        snprintf(b, n, "%" PRId64 ".%02" PRId64 " %s", minor / 100,
-                 (minor < 0 ? -minor : minor) % 100, cur ? cur : "");
-}
-
 static void print_alert(const pg_alert_t *al, void *ctx)
 {
         bool json = *(const bool *)ctx;
@@ -342,7 +337,8 @@ static void print_alert(const pg_alert_t *al, void *ctx)
                 return;
         }
         char amt[48], t[40];
-        amount_str(amt, sizeof(amt), al->amount, al->currency);
+        pg_fmt_amount(amt, sizeof(amt), al->amount,
+                      al->currency ? al->currency : "");
         pg_time_format(al->event_time, t, sizeof(t));
         printf("ALERT  %-24s %-8s %-7s %s  merchant %s terminal %s  %s  "
                "card %s  txn %s  %s\n",
@@ -363,7 +359,8 @@ static void print_refund(const pg_refund_t *rf, void *ctx)
                 return;
         }
         char amt[48], t[40];
-        amount_str(amt, sizeof(amt), rf->amount, rf->currency);
+        pg_fmt_amount(amt, sizeof(amt), rf->amount,
+                      rf->currency ? rf->currency : "");
         pg_time_format(rf->decided_at, t, sizeof(t));
         printf("REFUND %-24s %s  merchant %s  %s to %s  for txn %s  (%s)\n",
                rf->refund_id, t, rf->merchant_id, amt, rf->card_token,

@@ -19,11 +19,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "cmd_rules.h"
 #include "codec_json.h"
 #include "engine.h"
 #include "kafka_run.h"
+#include "replay.h"
 #include "rules.h"
-#include "source_file.h"
 
 #define PG_VERSION "0.1.0"
 
@@ -32,6 +33,9 @@ static void usage(FILE *f)
         fputs("usage:\n"
               "  posguard replay --rules FILE --input FILE|- [options]\n"
               "  posguard check FILE...\n"
+              "  posguard test [--rules FILE] DIR...\n"
+              "  posguard backtest --rules NEW [--baseline OLD] --input FILE "
+              "[--json F]\n"
               "  posguard run --config FILE [-X key=value]... [--embedded]\n"
               "  posguard produce --config FILE --input FILE|- [--rate N]\n"
               "  posguard watch --config FILE [--json] [--idle-exit MS]\n"
@@ -100,11 +104,7 @@ static double now_s(void)
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-typedef struct run_counts {
-        uint64_t lines;
-        uint64_t rejected;
-        uint64_t by_reason[PG_REJ__COUNT];
-} run_counts_t;
+typedef pg_replay_counts_t run_counts_t;
 
 static void write_stats(FILE *f, const run_counts_t *c,
                         const pg_engine_stats_t *st, double secs, long rss_kb)
@@ -281,17 +281,10 @@ static int cmd_replay(int argc, char **argv)
                 fprintf(stderr, "posguard: %s\n", err);
                 return 1;
         }
-        pg_source_file_t *src = pg_source_file_open(input, err, sizeof(err));
-        if (!src) {
-                fprintf(stderr, "posguard: cannot read input: %s\n", err);
-                pg_rules_free(rs);
-                return 1;
-        }
         FILE *dlq = NULL;
         if (dlq_path && !(dlq = fopen(dlq_path, "w"))) {
                 fprintf(stderr, "posguard: cannot write %s: %s\n", dlq_path,
                         strerror(errno));
-                pg_source_file_close(src);
                 pg_rules_free(rs);
                 return 1;
         }
@@ -309,51 +302,9 @@ static int cmd_replay(int argc, char **argv)
         run_counts_t counts;
         memset(&counts, 0, sizeof(counts));
         double t0 = now_s();
-        const char *line;
-        size_t len;
-        bool too_long;
-        int rc = 0, got;
-        static pg_record_t rec;
-        static char dbuf[PG_JSON_OUT_MAX];
-        uint64_t line_no = 0;
-        while ((got = pg_source_file_next(src, &line, &len, &too_long, err,
-                                          sizeof(err))) > 0) {
-                line_no++;
-                /* blank lines are not records: skipped, not counted */
-                size_t k = 0;
-                while (!too_long && k < len &&
-                       (line[k] == ' ' || line[k] == '\t' || line[k] == '\r'))
-                        k++;
-                if (!too_long && k == len)
-                        continue;
-                counts.lines++;
-                const char *field = NULL;
-                pg_reject_t why;
-                char detail[256];
-                if (too_long) {
-                        why = PG_REJ_LINE_TOO_LONG;
-                        snprintf(detail, sizeof(detail),
-                                 "line longer than %d bytes", PG_JSON_MAX_LINE);
-                } else {
-                        why = pg_codec_json_parse(line, len, &rec, &field,
-                                                  detail, sizeof(detail));
-                }
-                if (why == PG_REJ_NONE) {
-                        pg_engine_push(e, &rec);
-                        continue;
-                }
-                counts.rejected++;
-                counts.by_reason[why]++;
-                if (dlq) {
-                        int n =
-                            pg_codec_json_reject(dbuf, sizeof(dbuf), why, field,
-                                                 detail, line_no, line, len);
-                        if (n > 0)
-                                fwrite(dbuf, 1, (size_t)n, dlq);
-                }
-        }
-        if (got < 0) {
-                fprintf(stderr, "posguard: %s\n", err);
+        int rc = 0;
+        if (pg_replay_feed(e, input, dlq, &counts, err, sizeof(err))) {
+                fprintf(stderr, "posguard: cannot read input: %s\n", err);
                 rc = 1;
         }
         pg_engine_flush(e);
@@ -379,7 +330,6 @@ static int cmd_replay(int argc, char **argv)
         if (dlq)
                 fclose(dlq);
         pg_engine_free(e);
-        pg_source_file_close(src);
         pg_rules_free(rs);
         return rc;
 }
@@ -427,6 +377,10 @@ int main(int argc, char **argv)
                 return cmd_replay(argc - 1, argv + 1);
         if (!strcmp(cmd, "check"))
                 return cmd_check(argc - 1, argv + 1);
+        if (!strcmp(cmd, "test"))
+                return pg_cmd_test(argc - 1, argv + 1);
+        if (!strcmp(cmd, "backtest"))
+                return pg_cmd_backtest(argc - 1, argv + 1);
         if (!strcmp(cmd, "run"))
                 return pg_cmd_run(argc - 1, argv + 1);
         if (!strcmp(cmd, "produce"))

@@ -48,3 +48,8 @@ add_test(NAME determinism
 add_test(NAME bad_input_never_crashes
          COMMAND ${PG_T}/bad_input.sh $<TARGET_FILE:posguard> ${PG_RULES})
 set_tests_properties(determinism bad_input_never_crashes PROPERTIES LABELS e2e)
+
+# The rule workflow: shipped rule fixtures (posguard test) and backtest.
+add_test(NAME rule_workflow
+         COMMAND ${PG_T}/rule_workflow.sh $<TARGET_FILE:posguard> ${PG_RULES})
+set_tests_properties(rule_workflow PROPERTIES LABELS "e2e")
