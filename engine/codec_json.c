@@ -643,6 +643,8 @@ int pg_codec_json_alert(char *buf, size_t size, const pg_alert_t *a)
         w_cstr(&w, a->rule_id);
         W_KEY(&w, "rule_version");
         w_cstr(&w, a->rule_version);
+        W_KEY(&w, "rule_hash");
+        w_cstr(&w, a->rule_hash);
         W_KEY(&w, "detector");
         w_cstr(&w, a->detector);
         W_KEY(&w, "finding");

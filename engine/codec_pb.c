@@ -737,6 +737,7 @@ int pg_codec_pb_alert(void *buf, size_t size, const pg_alert_t *a)
         m.alert_id = safe_str(&sc, a->alert_id, sizeof(a->alert_id));
         m.rule_id = safe_str(&sc, a->rule_id, SIZE_MAX);
         m.rule_version = safe_str(&sc, a->rule_version, SIZE_MAX);
+        m.rule_hash = safe_str(&sc, a->rule_hash, SIZE_MAX);
         m.detector = safe_str(&sc, a->detector, SIZE_MAX);
         m.finding = safe_str(&sc, a->finding, SIZE_MAX);
         m.severity = safe_str(&sc, a->severity, SIZE_MAX);

@@ -20,6 +20,7 @@ int pg_codec_pb_alert_view(const void *buf, size_t len,
         snprintf(a.alert_id, sizeof(a.alert_id), "%s", m->alert_id);
         a.rule_id = m->rule_id;
         a.rule_version = m->rule_version;
+        a.rule_hash = m->rule_hash;
         a.detector = m->detector;
         a.finding = m->finding;
         a.severity = m->severity;

@@ -168,6 +168,7 @@ void pg_engine_alert_init(pg_engine_t *e, pg_alert_t *a, const pg_rule_t *r,
         memset(a, 0, sizeof(*a));
         a->rule_id = r->id;
         a->rule_version = e->rs->version;
+        a->rule_hash = e->rs->hash;
         a->detector = pg_detector_name(r->detector);
         a->finding = finding_name ? finding_name : pg_finding_name(f);
         a->severity = r->severity;

@@ -17,6 +17,7 @@ typedef struct pg_alert {
         char alert_id[PG_ID_LEN];
         const char *rule_id;
         const char *rule_version;
+        const char *rule_hash; /* pg_ruleset_t.hash */
         const char *detector;
         const char *finding;
         const char *severity;

@@ -68,6 +68,9 @@ typedef struct pg_rule {
 
 typedef struct pg_ruleset {
         char version[PG_RULE_ID_MAX + 1];
+        /* XXH3-64 of the rule file's bytes, 16 hex digits: which exact text
+         * an alert was decided under (two edits may share a version) */
+        char hash[17];
         char path[256];
         /* engine settings carried by the rule file (SEMANTICS.md) */
         int64_t allowed_lateness_ms; /* default 5 s */

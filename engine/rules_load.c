@@ -28,6 +28,7 @@
  * be shared by any number of threads.
  */
 #include "rules.h"
+#include "util_hash.h"
 #include "util_text.h"
 
 #include <errno.h>
@@ -1278,6 +1279,8 @@ pg_ruleset_t *pg_rules_load_buffer(const char *name, const char *buf,
         yaml_document_delete(&extra);
         if (!l.failed)
                 rs = build(&l, root);
+        if (rs)
+                pg_hash_hex64(l.buf, l.len, rs->hash);
 out:
         yaml_document_delete(&doc);
         yaml_parser_delete(&parser);

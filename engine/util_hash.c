@@ -3,6 +3,7 @@
  */
 #include "util_hash.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define XXH_INLINE_ALL
@@ -66,4 +67,10 @@ void pg_id_make(char *out, const char *prefix, const char *text, size_t len)
                 out[p + 2 * i + 1] = hex[c.digest[i] & 15];
         }
         out[p + 2 * sizeof(c.digest)] = '\0';
+}
+
+void pg_hash_hex64(const void *buf, size_t len, char out[17])
+{
+        XXH64_hash_t h = XXH3_64bits(buf, len);
+        snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

@@ -41,4 +41,8 @@ pg_key_t pg_key_str(uint8_t tag, const pg_str_t *s);
  * out must hold PG_ID_LEN (36) bytes. */
 void pg_id_make(char *out, const char *prefix, const char *text, size_t len);
 
+/* XXH3-64 of len bytes as 16 lower-case hex digits and a NUL (the
+ * canonical, big-endian form: the same as xxhash's xxh3_64_hexdigest). */
+void pg_hash_hex64(const void *buf, size_t len, char out[17]);
+
 #endif

@@ -635,6 +635,9 @@ def parse_rules(text):
     if "version" not in doc:
         raise RulesError("rule file has no version")
     cfg.version = str(doc["version"])
+    # the engine stamps XXH3-64 of the file's bytes on every alert
+    cfg.hash = xxhash.xxh3_64_hexdigest(
+        text if isinstance(text, bytes) else text.encode())
     settings = doc.get("settings") or {}
     cfg.allowed_lateness = parse_duration(settings.get("allowed_lateness", "5s"), "allowed_lateness")
     cfg.dedupe_horizon = parse_duration(settings.get("dedupe_horizon", "24h"), "dedupe_horizon")
@@ -887,6 +890,7 @@ class Oracle:
             "alert_id": alert_id(rule.id, finding, rec.txn_id),
             "rule_id": rule.id,
             "rule_version": self.cfg.version,
+            "rule_hash": self.cfg.hash,
             "detector": rule.detector,
             "finding": finding,
             "severity": severity or rule.severity,

@@ -867,7 +867,8 @@ class Identifiers(unittest.TestCase):
         alert, refund = outputs
         self.assertEqual(alert, {
             "type": "alert", "alert_id": oracle.alert_id("retry-duplicate", "retry_duplicate", "p2"),
-            "rule_id": "retry-duplicate", "rule_version": "2026-11-23.1", "detector": "retry_duplicate",
+            "rule_id": "retry-duplicate", "rule_version": "2026-11-23.1",
+            "rule_hash": xxhash.xxh3_64_hexdigest(DEFAULT_RULES.encode()), "detector": "retry_duplicate",
             "finding": "retry_duplicate", "severity": "high", "mode": "enforce", "merchant_id": "M1",
             "terminal_id": "T1", "txn_ids": ["p2", "p1"], "amount": 1000, "currency": "EUR",
             "pan_masked": "622848******1234", "reason": alert["reason"],
