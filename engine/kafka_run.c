@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,6 +127,7 @@ typedef struct part {
 typedef struct counters {
         uint64_t consumed, warmup, rejected, alerts, refunds, dead_letters;
         uint64_t commits, aborts, rebuilds;
+        uint64_t reloads, reloads_failed;
         uint64_t rejected_by[PG_REJ__COUNT];
 } counters_t;
 
@@ -156,6 +158,11 @@ struct run {
         int64_t first_message;    /* 0: none yet */
         int64_t last_commit_done; /* when the last commit returned */
         int64_t until_idle_ms;    /* --until-idle: stop when all caught up */
+        /* hot reload: SIGHUP, or the rule file changed (checked every
+         * watch_ms; 0: SIGHUP only) */
+        const char *rules_path;
+        int64_t watch_ms, last_watch;
+        struct stat rules_st;
         counters_t c;
         char obuf[PG_PB_OUT_MAX > PG_JSON_OUT_MAX ? PG_PB_OUT_MAX
                                                   : PG_JSON_OUT_MAX];
@@ -163,10 +170,18 @@ struct run {
 
 static volatile sig_atomic_t stop_requested;
 
+static volatile sig_atomic_t reload_requested;
+
 static void on_signal(int sig)
 {
         (void)sig;
         stop_requested = 1;
+}
+
+static void on_hup(int sig)
+{
+        (void)sig;
+        reload_requested = 1;
 }
 
 /* ---------------------------------------------------------------------
@@ -608,6 +623,78 @@ static void rebuild_all(run_t *r)
 }
 
 /* ---------------------------------------------------------------------
+ * Hot reload
+ *
+ * A new rule set is built and validated off to the side; a broken one is
+ * reported and changes nothing. A good one takes over at a commit: the
+ * open transaction commits (every output so far was decided by the old
+ * set), the new set is swapped in, and every assigned partition is rebuilt
+ * from its committed offset with warm-up, as after an abort: the windows
+ * are recomputed under the new rules from the partition's history, outputs
+ * muted up to the switch point, so no record is evaluated for output twice
+ * or by a mix of versions. The old set is freed once no engine uses it.
+ * ------------------------------------------------------------------- */
+
+static bool rules_file_changed(run_t *r)
+{
+        struct stat st;
+        if (stat(r->rules_path, &st) != 0)
+                return false; /* gone for a moment (an editor's rename) */
+        bool changed = st.st_mtim.tv_sec != r->rules_st.st_mtim.tv_sec ||
+                       st.st_mtim.tv_nsec != r->rules_st.st_mtim.tv_nsec ||
+                       st.st_size != r->rules_st.st_size ||
+                       st.st_ino != r->rules_st.st_ino;
+        r->rules_st = st;
+        return changed;
+}
+
+static void maybe_reload(run_t *r)
+{
+        bool due = reload_requested;
+        if (!due && r->watch_ms > 0 &&
+            mono_ms() - r->last_watch >= r->watch_ms) {
+                r->last_watch = mono_ms();
+                due = rules_file_changed(r);
+        }
+        if (!due)
+                return;
+        reload_requested = 0;
+        rules_file_changed(r); /* remember what we load */
+        char err[1024];
+        pg_ruleset_t *nrs = pg_rules_load_file(r->rules_path, err, sizeof(err));
+        if (!nrs) {
+                r->c.reloads_failed++;
+                LOG_ERROR("event=rules_reload_failed path=%s error=\"%s\" "
+                          "note=\"still running version %s hash %s\"",
+                          r->rules_path, err, r->rules->version,
+                          r->rules->hash);
+                return;
+        }
+        if (!strcmp(nrs->hash, r->rules->hash)) {
+                LOG_INFO("event=rules_unchanged version=%s hash=%s",
+                         nrs->version, nrs->hash);
+                pg_rules_free(nrs);
+                return;
+        }
+        if (txn_commit(r) != TXN_OK) {
+                /* aborted or fatal: try again once the run is rebuilt */
+                pg_rules_free(nrs);
+                reload_requested = !r->fatal;
+                return;
+        }
+        pg_ruleset_t *old = r->rules;
+        r->rules = nrs;
+        r->horizon_ms = pg_engine_horizon_ms(nrs);
+        rebuild_all(r); /* every engine now runs the new set */
+        LOG_INFO("event=rules_reloaded version=%s hash=%s rules=%d "
+                 "previous_version=%s previous_hash=%s",
+                 nrs->version, nrs->hash, nrs->n_rules, old->version,
+                 old->hash);
+        pg_rules_free(old);
+        r->c.reloads++;
+}
+
+/* ---------------------------------------------------------------------
  * Rebalance (cooperative-sticky: incremental)
  * ------------------------------------------------------------------- */
 
@@ -740,6 +827,7 @@ static const char *const known_keys[] = {"rules",
                                          "kill.switch",
                                          "max.state.mb",
                                          "clock",
+                                         "rules.watch.ms",
                                          NULL};
 
 static void run_usage(FILE *f)
@@ -762,6 +850,9 @@ static void run_usage(FILE *f)
               "  commit.interval.ms  transaction length [100]\n"
               "  refund.cap.merchant, refund.cap.global, kill.switch,\n"
               "  max.state.mb, clock (wall | event)  as for replay\n"
+              "  rules.watch.ms      check the rule file for changes this "
+              "often\n"
+              "                      (0: on SIGHUP only) [1000]\n"
               "  kafka.*             any librdkafka setting, for both "
               "clients\n"
               "  kafka.consumer.*, kafka.producer.*  for one client only\n"
@@ -783,8 +874,13 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
         if (pg_kconf_check_known(c, known_keys, "input.format.", err, errsz))
                 return -1;
         const char *rules = pg_kconf_get(c, "rules", "rules/default.yaml");
+        r->rules_path = rules;
+        stat(rules, &r->rules_st);
         r->rules = pg_rules_load_file(rules, err, errsz);
         if (!r->rules)
+                return -1;
+        if (pg_kconf_int(c, "rules.watch.ms", 1000, 0, 3600000, &r->watch_ms,
+                         err, errsz))
                 return -1;
         r->horizon_ms = pg_engine_horizon_ms(r->rules);
         /* input.topic: one topic or a comma-separated list; each takes
@@ -1040,11 +1136,12 @@ static void summary(const run_t *r)
         LOG_INFO("event=stopped consumed=%" PRIu64 " warmup=%" PRIu64
                  " rejected=%" PRIu64 " alerts=%" PRIu64 " refunds=%" PRIu64
                  " dead_letters=%" PRIu64 " commits=%" PRIu64 " aborts=%" PRIu64
-                 " rebuilds=%" PRIu64 " first_to_committed_ms=%" PRId64
+                 " rebuilds=%" PRIu64 " reloads=%" PRIu64
+                 " reloads_failed=%" PRIu64 " first_to_committed_ms=%" PRId64
                  " records_per_s=%.0f peak_rss_kb=%ld",
                  r->c.consumed, r->c.warmup, r->c.rejected, r->c.alerts,
                  r->c.refunds, r->c.dead_letters, r->c.commits, r->c.aborts,
-                 r->c.rebuilds, span,
+                 r->c.rebuilds, r->c.reloads, r->c.reloads_failed, span,
                  span ? (double)r->c.consumed * 1000.0 / (double)span : 0.0,
                  peak_rss_kb());
 }
@@ -1116,6 +1213,8 @@ int pg_cmd_run(int argc, char **argv)
         sa.sa_handler = on_signal;
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
+        sa.sa_handler = on_hup;
+        sigaction(SIGHUP, &sa, NULL);
 
         rd_kafka_topic_partition_list_t *sub =
             rd_kafka_topic_partition_list_new(r->n_in);
@@ -1147,6 +1246,8 @@ int pg_cmd_run(int argc, char **argv)
                 }
                 if (r->rebuild && !r->fatal)
                         rebuild_all(r);
+                if (!r->fatal)
+                        maybe_reload(r);
                 if (r->until_idle_ms > 0 && caught_up(r)) {
                         LOG_INFO("event=caught_up idle_ms=%" PRId64,
                                  r->until_idle_ms);

@@ -13,6 +13,12 @@
 #       kill9      kill -9 posguard twice mid-stream, restart it each time
 #       broker     restart the broker mid-stream
 #       rebalance  a second instance joins mid-stream and leaves again
+#       reload     the rule file is rewritten every 0.4 s while records
+#                  stream (two texts with the same meaning, and now and then
+#                  a broken one), with SIGHUPs in between: every good text is
+#                  reloaded, every broken one refused, and the outputs are
+#                  those of one run with the final rules (version and hash
+#                  aside), each alert stamped with a hash that was loaded
 #       fenced     a second instance starts with the SAME transactional.id:
 #                  the first is fenced and must exit with status 2 without
 #                  committing anything more
@@ -60,9 +66,18 @@ if [ "$mode" = json ]; then
   "$root/scripts/kafka.sh" create-topic "$broker" pos.txn.json 3 \
       message.timestamp.after.max.ms=9223372036854775807 >/dev/null 2>>"$work/topics.log"
 fi
+if [ "$mode" = reload ]; then
+  # two texts, one meaning: another version string and a comment
+  cp "$rules" "$work/rules-a.yaml"
+  sed 's/^version: .*/version: "reload-b"/' "$rules" >"$work/rules-b.yaml"
+  echo "# variant b" >>"$work/rules-b.yaml"
+  cp "$work/rules-a.yaml" "$work/rules.yaml"
+  rules=$work/rules.yaml
+fi
 cat >"$work/posguard.conf" <<CONF
 kafka.bootstrap.servers=$bootstrap
 rules=$rules
+rules.watch.ms=100
 input.topic=$topics
 input.format=protobuf
 input.format.pos.txn.json=json
@@ -160,6 +175,34 @@ fenced)
   kill -TERM "$z"; wait "$z" || fail "run z: SIGTERM exit $?"
   run_to_end a pg-a
   ;;
+reload)
+  produce "$rate" & ppid=$!
+  run_bg a pg-a; a=$last_pid
+  wait_log "$work/run-a.log" event=partition_assigned 4
+  good=0 broken=0
+  for i in $(seq 1 20); do
+    if [ $((i % 5)) -eq 0 ]; then
+      printf 'version: "broken"\nrules:\n  - id: [oops\n' >"$work/tmp.yaml"
+      broken=$((broken + 1))
+    else
+      v=$([ $((i % 2)) -eq 0 ] && echo a || echo b)
+      cp "$work/rules-$v.yaml" "$work/tmp.yaml"
+      good=$((good + 1))
+    fi
+    mv "$work/tmp.yaml" "$work/rules.yaml"
+    [ $((i % 3)) -eq 0 ] && kill -HUP "$a"
+    sleep 0.4
+  done
+  cp "$work/rules-a.yaml" "$work/tmp.yaml"; mv "$work/tmp.yaml" "$work/rules.yaml"
+  sleep 0.5
+  wait "$ppid" || fail "produce"
+  kill -TERM "$a"; wait "$a" || fail "run a: SIGTERM exit $?"
+  n_ok=$(grep -c "event=rules_reloaded" "$work/run-a.log" || true)
+  n_bad=$(grep -c "event=rules_reload_failed" "$work/run-a.log" || true)
+  echo "rule file rewritten $((good + broken)) times ($broken broken): $n_ok reloads, $n_bad refused"
+  [ "$n_bad" -ge 1 ] && [ "$n_ok" -ge 5 ] || fail "too few reloads seen"
+  run_to_end a pg-a
+  ;;
 *) fail "unknown mode $mode" ;;
 esac
 
@@ -167,8 +210,20 @@ esac
     >"$work/actual.jsonl" 2>"$work/watch.log" || fail "watch"
 $py "$here/kafka_stream.py" expect "$work/input.jsonl" "$work/partitions.txt" \
     "$rules" "$work/expected" >/dev/null
+ignore=
+[ "$mode" = reload ] && ignore=rule_version,rule_hash
 $py "$here/oracle/compare.py" "$work/expected.jsonl" "$work/actual.jsonl" \
-    || fail "outputs differ from the oracle's"
+    --ignore "$ignore" || fail "outputs differ from the oracle's"
+if [ "$mode" = reload ]; then
+  # every alert names a rule text that was in force
+  $py - "$work/actual.jsonl" "$work/rules-a.yaml" "$work/rules-b.yaml" <<'PY' || fail "alert with an unknown rule hash"
+import json, sys, xxhash
+known = {xxhash.xxh3_64_hexdigest(open(p, "rb").read()) for p in sys.argv[2:]}
+seen = {json.loads(l).get("rule_hash") for l in open(sys.argv[1])} - {None}
+print("rule hashes on alerts:", sorted(seen), "known:", sorted(known))
+sys.exit(0 if seen and seen <= known else 1)
+PY
+fi
 dlq=$(kcat -b "$bootstrap" -C -t pos.dlq -e -q -X isolation.level=read_committed \
       -f '%o\n' | wc -l)
 want=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['rejected'])" \

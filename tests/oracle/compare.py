@@ -22,7 +22,7 @@ import json
 import sys
 from collections import Counter
 
-IGNORED_FIELDS = ("detected_at", "reason")
+IGNORED_FIELDS = ["detected_at", "reason"]
 SHOW_DIFFERENCES = 20
 STATS_KEYS = ("rejected", "duplicates", "late")
 
@@ -162,7 +162,11 @@ def main(argv=None):
     ap.add_argument("actual")
     ap.add_argument("--stats-expected")
     ap.add_argument("--stats-actual")
+    ap.add_argument("--ignore", default="",
+                    help="more fields to leave out, comma-separated "
+                         "(e.g. rule_version,rule_hash across a rule reload)")
     args = ap.parse_args(argv)
+    IGNORED_FIELDS.extend(f for f in args.ignore.split(",") if f)
     if bool(args.stats_expected) != bool(args.stats_actual):
         ap.error("--stats-expected and --stats-actual go together")
     ok = compare_outputs(args.expected, args.actual)
