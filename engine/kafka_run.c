@@ -664,6 +664,9 @@ static void maybe_reload(run_t *r)
         pg_ruleset_t *nrs = pg_rules_load_file(r->rules_path, err, sizeof(err));
         if (!nrs) {
                 r->c.reloads_failed++;
+                for (char *p = err; *p; p++) /* one log line */
+                        if (*p == '\n' || *p == '"')
+                                *p = *p == '\n' ? ';' : '\'';
                 LOG_ERROR("event=rules_reload_failed path=%s error=\"%s\" "
                           "note=\"still running version %s hash %s\"",
                           r->rules_path, err, r->rules->version,

@@ -342,7 +342,7 @@ static int cmd_check(int argc, char **argv)
         }
         int bad = 0;
         for (int i = 1; i < argc; i++) {
-                char err[512];
+                char err[8192];
                 pg_ruleset_t *rs =
                     pg_rules_load_file(argv[i], err, sizeof(err));
                 if (!rs) {

@@ -65,7 +65,14 @@ typedef struct ld {
         char *err;
         size_t err_size;
         bool failed;
+        /* Errors are collected one per rule: within a rule the first error
+         * wins (what follows is usually a consequence); the next rule is
+         * checked afresh, so `check` lists every broken rule at once. */
+        bool rule_failed;
+        int nerr;
 } ld_t;
+
+#define MAX_ERRORS 20
 
 static const char *const detector_names[PG_DET__COUNT] = {
     "retry_duplicate", "repeated_swipe", "amount_mismatch", "refund_anomaly",
@@ -169,16 +176,22 @@ static const char *fmt_ms(int64_t ms, char *buf, size_t size)
 
 static bool vfail(ld_t *l, size_t line, size_t col, const char *fmt, va_list ap)
 {
-        /* The first error wins; what follows is usually a consequence. */
-        if (l->failed)
+        if (l->rule_failed || l->nerr >= MAX_ERRORS)
                 return false;
-        l->failed = true;
+        l->failed = l->rule_failed = true;
+        l->nerr++;
         if (!l->err || !l->err_size)
                 return false;
-        int w =
-            snprintf(l->err, l->err_size, "%s:%zu:%zu: ", l->name, line, col);
-        if (w >= 0 && (size_t)w < l->err_size)
-                vsnprintf(l->err + w, l->err_size - (size_t)w, fmt, ap);
+        size_t o = strlen(l->err);
+        if (o && o + 1 < l->err_size)
+                l->err[o++] = '\n';
+        if (o + 1 >= l->err_size)
+                return false;
+        int w = snprintf(l->err + o, l->err_size - o, "%s:%zu:%zu: ", l->name,
+                         line, col);
+        if (w >= 0 && (size_t)w < l->err_size - o)
+                vsnprintf(l->err + o + (size_t)w, l->err_size - o - (size_t)w,
+                          fmt, ap);
         return false;
 }
 
@@ -1197,14 +1210,16 @@ static pg_ruleset_t *build(ld_t *l, yaml_node_t *root)
                         fail_at(l, seq, "malformed list of rules");
                         goto out;
                 }
+                l->rule_failed = false;
                 bool ok =
                     load_rule(l, rn, done, tmp, cols, &tmp[done], &cols[done]);
-                if (!ok) {
-                        done++; /* its where, if any, is freed below */
-                        goto out;
-                }
-                active += tmp[done].mode != PG_MODE_OFF;
+                if (ok)
+                        active += tmp[done].mode != PG_MODE_OFF;
+                /* a broken rule: go on, to report the next rule's errors */
         }
+        l->rule_failed = false;
+        if (l->failed)
+                goto out;
         blk = malloc(sizeof(*blk) + (size_t)active * sizeof(pg_rule_t));
         if (!blk) {
                 fail_pos(l, 1, 1, "out of memory");

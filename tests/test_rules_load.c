@@ -881,6 +881,29 @@ static void off_rules_are_checked_but_left_out(void **state)
                  "6:30", "unknown kind 'voyd'");
 }
 
+/* check lists every broken rule, one error each, in file order */
+static void every_broken_rule_is_listed(void **state)
+{
+        const char *y = "version: x\n"
+                        "rules:\n"
+                        "  - id: a\n"
+                        "    detector: nope\n"
+                        "  - id: b\n"
+                        "    detector: retry_duplicate\n"
+                        "  - id: c\n"
+                        "    detector: retry_duplicate\n"
+                        "    mode: maybe\n"
+                        "    severity: loud\n";
+        char buf[2048];
+        assert_null(
+            pg_rules_load_buffer("t.yaml", y, strlen(y), buf, sizeof(buf)));
+        assert_non_null(strstr(buf, "t.yaml:4:15: "));
+        assert_non_null(strstr(buf, "\nt.yaml:10:15: "));
+        /* one error per rule: the second problem of rule c is not listed */
+        assert_null(strstr(buf, "maybe"));
+        assert_null(strchr(strchr(buf, '\n') + 1, '\n'));
+}
+
 static void yaml_syntax_errors(void **state)
 {
         load_err("", "1:1",
@@ -992,6 +1015,7 @@ int main(void)
             cmocka_unit_test(ranges),
             cmocka_unit_test(off_rules_are_checked_but_left_out),
             cmocka_unit_test(yaml_syntax_errors),
+            cmocka_unit_test(every_broken_rule_is_listed),
             cmocka_unit_test(anchors_and_aliases),
             cmocka_unit_test(file_and_error_buffer_handling),
         };
