@@ -44,7 +44,7 @@ void pg_detect_pair(pg_engine_t *e, int ri, const pg_record_t *rec,
         pg_chain_iter_t it;
         pg_chain_walk(c, key, e->now, &it);
         const pg_pair_member_t *m;
-        while ((m = pg_chain_next(&it))) {
+        while (e->judge && (m = pg_chain_next(&it))) {
                 if (++steps > PG_MAX_WALK) {
                         e->st.chain_truncated++;
                         break;

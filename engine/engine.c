@@ -289,6 +289,15 @@ static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
                         e->st.state_full++;
         }
         for (int i = 0; i < rs->n_rules; i++) {
+                /* the rule-level filter (where / except): a record that
+                 * fails it is not judged by the rule; a pairing rule still
+                 * remembers it as a possible original */
+                const pg_expr_t *flt = rs->rules[i].filter;
+                e->judge = !flt || pg_expr_eval(flt, rec);
+                if (!e->judge &&
+                    rs->rules[i].detector != PG_DET_RETRY_DUPLICATE &&
+                    rs->rules[i].detector != PG_DET_REPEATED_SWIPE)
+                        continue;
                 switch (rs->rules[i].detector) {
                 case PG_DET_RETRY_DUPLICATE:
                         if (charge)

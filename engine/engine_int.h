@@ -113,6 +113,10 @@ struct pg_engine {
         pg_table_t *dedupe;
         pg_reorder_t *reorder;
 
+        /* the current record passes the current rule's filter (set by
+         * the driver before each detector call) */
+        bool judge;
+
         /* processing: time of the last processed group */
         int64_t now;
         bool have_now;

@@ -354,12 +354,14 @@ static int cmd_check(int argc, char **argv)
                        rs->version, rs->n_rules);
                 for (int j = 0; j < rs->n_rules; j++) {
                         const pg_rule_t *r = &rs->rules[j];
-                        printf("  %-24s %-16s %-8s %-7s %s\n", r->id,
-                               pg_detector_name(r->detector),
+                        printf("  %-24s %-16s %-8s %-7s %-8s%s%s%s%s%s\n",
+                               r->id, pg_detector_name(r->detector),
                                pg_mode_name(r->mode),
                                r->action == PG_ACTION_REFUND ? "refund"
                                                              : "alert",
-                               r->severity);
+                               r->severity, r->filter ? " filtered" : "",
+                               r->owner[0] ? " owner=" : "", r->owner,
+                               r->tags[0] ? " tags=" : "", r->tags);
                 }
                 pg_rules_free(rs);
         }

@@ -55,6 +55,12 @@ typedef struct pg_rule {
         int64_t tolerance;
         /* refund_anomaly */
         int64_t lookback_ms;
+        /* rule-level `where:` and `except:`, for every detector: the rule
+         * judges only records that pass (NULL: all). A pairing rule still
+         * remembers every charge as a possible original. */
+        pg_expr_t *filter;
+        char owner[PG_RULE_ID_MAX + 1];
+        char tags[128]; /* comma-separated */
         /* aggregate */
         pg_expr_t *where; /* NULL: every record */
         int n_group_by;

@@ -70,6 +70,7 @@ typedef struct ld {
          * checked afresh, so `check` lists every broken rule at once. */
         bool rule_failed;
         int nerr;
+        yaml_node_t *lists; /* top-level `lists:` (checked), or NULL */
 } ld_t;
 
 #define MAX_ERRORS 20
@@ -702,9 +703,9 @@ static bool valid_id(const char *s, size_t len)
         return true;
 }
 
-static const char *const rule_keys[] = {"id",       "detector", "description",
-                                        "severity", "action",   "mode",
-                                        "enabled",  "params"};
+static const char *const rule_keys[] = {
+    "id",      "detector", "description", "severity", "action", "mode",
+    "enabled", "params",   "where",       "except",   "owner",  "tags"};
 enum {
         RK_ID,
         RK_DETECTOR,
@@ -714,6 +715,10 @@ enum {
         RK_MODE,
         RK_ENABLED,
         RK_PARAMS,
+        RK_WHERE,
+        RK_EXCEPT,
+        RK_OWNER,
+        RK_TAGS,
         RK__COUNT
 };
 
@@ -746,6 +751,371 @@ static bool load_where(ld_t *l, const yaml_node_t *v, const char *rname,
         size_t line, col;
         scalar_pos(l, v, off, &line, &col);
         return fail_pos(l, line, col, "in %s: %s", what, why);
+}
+
+/* ---------------------------------------------------------------------
+ * Named lists, rule-level where / except, owner, tags
+ * ------------------------------------------------------------------- */
+
+/* A list name: [A-Za-z0-9_]{1,64} */
+static bool valid_list_name(const char *s, size_t len)
+{
+        if (len == 0 || len > PG_RULE_ID_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                char ch = s[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '_'))
+                        return false;
+        }
+        return true;
+}
+
+/* A list value as an expression literal: 'text' (or "text"); false when it
+ * holds both quote characters. */
+static bool put_literal(char *out, size_t size, size_t *o, const char *s,
+                        size_t len)
+{
+        char q = memchr(s, '\'', len) ? '"' : '\'';
+        if (q == '"' && memchr(s, '"', len))
+                return false;
+        if (*o + len + 4 >= size)
+                return false;
+        out[(*o)++] = q;
+        memcpy(out + *o, s, len);
+        *o += len;
+        out[(*o)++] = q;
+        return true;
+}
+
+/* `lists:` at the top level: name -> list of 1 to PG_EXPR_MAX_LIST
+ * scalars. */
+static bool load_lists(ld_t *l, yaml_node_t *v)
+{
+        char b[300];
+        l->lists = NULL;
+        if (!v || is_null(v))
+                return true;
+        if (!check_tag(l, v))
+                return false;
+        if (v->type != YAML_MAPPING_NODE)
+                return fail_at(l, v,
+                               "found %s for lists, expected a mapping of "
+                               "list names to lists of values",
+                               node_desc(v, b, sizeof(b)));
+        for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
+             p < v->data.mapping.pairs.top; p++) {
+                yaml_node_t *k = get_node(l, p->key);
+                yaml_node_t *s = get_node(l, p->value);
+                if (!k || !s || k->type != YAML_SCALAR_NODE ||
+                    !valid_list_name(stext(k), slen(k)))
+                        return fail_at(l, k ? k : v,
+                                       "found %s as a list name, expected 1 "
+                                       "to 64 of A-Z a-z 0-9 _",
+                                       k ? node_desc(k, b, sizeof(b)) : "?");
+                for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < p;
+                     q++) {
+                        yaml_node_t *k2 = get_node(l, q->key);
+                        if (k2 && text_is(stext(k2), slen(k2), stext(k)) &&
+                            slen(k2) == slen(k))
+                                return fail_at(
+                                    l, k,
+                                    "duplicate list name '%s', "
+                                    "expected each name once",
+                                    show(b, sizeof(b), stext(k), slen(k)));
+                }
+                if (!check_tag(l, s))
+                        return false;
+                ptrdiff_t n = s->type == YAML_SEQUENCE_NODE
+                                  ? s->data.sequence.items.top -
+                                        s->data.sequence.items.start
+                                  : -1;
+                if (n < 1 || n > PG_EXPR_MAX_LIST)
+                        return fail_at(l, s,
+                                       "found %s for list '%.*s', expected a "
+                                       "list of 1 to %d values",
+                                       node_desc(s, b, sizeof(b)), (int)slen(k),
+                                       stext(k), PG_EXPR_MAX_LIST);
+                for (ptrdiff_t i = 0; i < n; i++) {
+                        yaml_node_t *it =
+                            get_node(l, s->data.sequence.items.start[i]);
+                        if (!it || it->type != YAML_SCALAR_NODE ||
+                            is_null(it) || slen(it) == 0 ||
+                            slen(it) > PG_STR_MAX)
+                                return fail_at(
+                                    l, it ? it : s,
+                                    "found %s in list '%.*s', "
+                                    "expected a value of 1 to %d "
+                                    "bytes",
+                                    it ? node_desc(it, b, sizeof(b)) : "?",
+                                    (int)slen(k), stext(k), PG_STR_MAX);
+                        if (memchr(stext(it), '\'', slen(it)) &&
+                            memchr(stext(it), '"', slen(it)))
+                                return fail_at(l, it,
+                                               "found a value with both ' "
+                                               "and \" in list '%.*s', "
+                                               "expected at most one kind of "
+                                               "quote",
+                                               (int)slen(k), stext(k));
+                }
+        }
+        l->lists = v;
+        return true;
+}
+
+/* The list node called name, or NULL. */
+static yaml_node_t *find_list(ld_t *l, const char *name, size_t len)
+{
+        if (!l->lists)
+                return NULL;
+        for (yaml_node_pair_t *p = l->lists->data.mapping.pairs.start;
+             p < l->lists->data.mapping.pairs.top; p++) {
+                yaml_node_t *k = get_node(l, p->key);
+                if (k && slen(k) == len && !memcmp(stext(k), name, len))
+                        return get_node(l, p->value);
+        }
+        return NULL;
+}
+
+/* Append the values of list node s as "[a, b]" to out. */
+static bool put_list(ld_t *l, yaml_node_t *s, char *out, size_t size, size_t *o)
+{
+        if (*o + 2 >= size)
+                return false;
+        out[(*o)++] = '[';
+        for (yaml_node_item_t *it = s->data.sequence.items.start;
+             it < s->data.sequence.items.top; it++) {
+                yaml_node_t *n = get_node(l, *it);
+                if (it != s->data.sequence.items.start) {
+                        if (*o + 2 >= size)
+                                return false;
+                        out[(*o)++] = ',';
+                }
+                if (!n || !put_literal(out, size, o, stext(n), slen(n)))
+                        return false;
+        }
+        if (*o + 2 >= size)
+                return false;
+        out[(*o)++] = ']';
+        out[*o] = '\0';
+        return true;
+}
+
+/* The rule-level filter: `where` (with @list names replaced by their
+ * values) and not `except` (merchant_id / terminal_id lists). */
+static bool load_filter(ld_t *l, yaml_node_t *wv, yaml_node_t *ev,
+                        const char *rname, pg_rule_t *r)
+{
+        char what[128], b[300], why[512];
+        size_t cap = PG_EXPR_MAX_LEN, o = 0;
+        char *src = malloc(cap + 1);
+        if (!src)
+                return fail_pos(l, 1, 1, "out of memory");
+        src[0] = '\0';
+        bool ok = true;
+        if (wv && !is_null(wv)) {
+                snprintf(what, sizeof(what), "where of %s", rname);
+                if (!want_string(l, wv, what,
+                                 "a filter expression (a "
+                                 "string)")) {
+                        free(src);
+                        return false;
+                }
+                const char *s = stext(wv);
+                size_t len = slen(wv);
+                bool has_list = memchr(s, '@', len) != NULL;
+                if (!has_list) {
+                        /* compile alone first: exact error positions */
+                        size_t off = 0;
+                        pg_expr_t *x =
+                            pg_expr_compile(s, len, why, sizeof(why), &off);
+                        if (!x) {
+                                size_t line, col;
+                                scalar_pos(l, wv, off, &line, &col);
+                                free(src);
+                                return fail_pos(l, line, col, "in %s: %s", what,
+                                                why);
+                        }
+                        pg_expr_free(x);
+                }
+                src[o++] = '(';
+                for (size_t i = 0; i < len && ok; i++) {
+                        if (s[i] != '@') {
+                                if (o + 2 >= cap)
+                                        ok = false;
+                                else
+                                        src[o++] = s[i];
+                                continue;
+                        }
+                        size_t j = i + 1;
+                        while (j < len && valid_list_name(s + j, 1))
+                                j++;
+                        yaml_node_t *lst = find_list(l, s + i + 1, j - i - 1);
+                        if (!lst) {
+                                size_t line, col;
+                                scalar_pos(l, wv, i, &line, &col);
+                                free(src);
+                                return fail_pos(
+                                    l, line, col,
+                                    "in %s: unknown list '@%s', expected a "
+                                    "name from the top-level lists",
+                                    what,
+                                    show(b, sizeof(b), s + i + 1, j - i - 1));
+                        }
+                        ok = put_list(l, lst, src, cap, &o);
+                        i = j - 1;
+                }
+                if (o + 2 < cap)
+                        src[o++] = ')';
+                else
+                        ok = false;
+        }
+        if (ok && ev && !is_null(ev)) {
+                static const char *const ex_keys[] = {"merchant_id",
+                                                      "terminal_id"};
+                yaml_node_t *ex[2];
+                snprintf(what, sizeof(what), "except of %s", rname);
+                if (!scan_map(l, ev, what, ex_keys, 2, ex)) {
+                        free(src);
+                        return false;
+                }
+                bool first = true;
+                for (int k = 0; k < 2 && ok; k++) {
+                        if (!ex[k])
+                                continue;
+                        yaml_node_t *s = ex[k];
+                        ptrdiff_t n = s->type == YAML_SEQUENCE_NODE
+                                          ? s->data.sequence.items.top -
+                                                s->data.sequence.items.start
+                                          : -1;
+                        if (s->type == YAML_SCALAR_NODE && slen(s) > 1 &&
+                            stext(s)[0] == '@') {
+                                yaml_node_t *lst =
+                                    find_list(l, stext(s) + 1, slen(s) - 1);
+                                if (!lst) {
+                                        free(src);
+                                        return fail_at(
+                                            l, s,
+                                            "in %s: unknown list '%s', "
+                                            "expected a name from the "
+                                            "top-level lists",
+                                            what,
+                                            show(b, sizeof(b), stext(s),
+                                                 slen(s)));
+                                }
+                                s = lst;
+                                n = 1;
+                        }
+                        if (n < 1 || n > PG_EXPR_MAX_LIST) {
+                                free(src);
+                                return fail_at(
+                                    l, s,
+                                    "found %s for %s.%s, expected a list of "
+                                    "1 to %d values or @list",
+                                    node_desc(s, b, sizeof(b)), what,
+                                    ex_keys[k], PG_EXPR_MAX_LIST);
+                        }
+                        for (yaml_node_item_t *it =
+                                 s->data.sequence.items.start;
+                             it < s->data.sequence.items.top; it++) {
+                                yaml_node_t *nd = get_node(l, *it);
+                                if (!nd || nd->type != YAML_SCALAR_NODE ||
+                                    slen(nd) == 0 || slen(nd) > PG_STR_MAX) {
+                                        free(src);
+                                        return fail_at(
+                                            l, nd ? nd : s,
+                                            "found %s in %s.%s, expected a "
+                                            "value of 1 to %d bytes",
+                                            nd ? node_desc(nd, b, sizeof(b))
+                                               : "?",
+                                            what, ex_keys[k], PG_STR_MAX);
+                                }
+                        }
+                        int w = snprintf(src + o, cap - o, "%s%s%s in ",
+                                         o ? (first ? " and not (" : " or ")
+                                           : (first ? "not (" : " or "),
+                                         "", ex_keys[k]);
+                        if (w < 0 || (size_t)w >= cap - o)
+                                ok = false;
+                        else
+                                o += (size_t)w;
+                        ok = ok && put_list(l, s, src, cap, &o);
+                        first = false;
+                }
+                if (ok && !first) {
+                        if (o + 2 < cap)
+                                src[o++] = ')';
+                        else
+                                ok = false;
+                }
+        }
+        src[o] = '\0';
+        if (!ok) {
+                free(src);
+                return fail_at(l, wv ? wv : ev,
+                               "in %s: the filter is too long once lists "
+                               "are expanded (or a value holds both quote "
+                               "characters), expected at most %d bytes",
+                               rname, PG_EXPR_MAX_LEN);
+        }
+        if (o == 0) {
+                free(src);
+                return true;
+        }
+        size_t off = 0;
+        r->filter = pg_expr_compile(src, o, why, sizeof(why), &off);
+        free(src);
+        if (!r->filter)
+                return fail_at(l, wv ? wv : ev, "in the filter of %s: %s",
+                               rname, why);
+        return true;
+}
+
+/* owner: a string; tags: a list of short strings. */
+static bool load_meta(ld_t *l, yaml_node_t *ov, yaml_node_t *tv,
+                      const char *rname, pg_rule_t *r)
+{
+        char what[128], b[300];
+        if (ov && !is_null(ov)) {
+                snprintf(what, sizeof(what), "owner of %s", rname);
+                if (!want_string(l, ov, what, "a name (a string)"))
+                        return false;
+                snprintf(r->owner, sizeof(r->owner), "%.*s", (int)slen(ov),
+                         stext(ov));
+        }
+        if (tv && !is_null(tv)) {
+                snprintf(what, sizeof(what), "tags of %s", rname);
+                if (!check_tag(l, tv))
+                        return false;
+                if (tv->type != YAML_SEQUENCE_NODE)
+                        return fail_at(l, tv,
+                                       "found %s for %s, expected a list of "
+                                       "tags",
+                                       node_desc(tv, b, sizeof(b)), what);
+                size_t o = 0;
+                for (yaml_node_item_t *it = tv->data.sequence.items.start;
+                     it < tv->data.sequence.items.top; it++) {
+                        yaml_node_t *n = get_node(l, *it);
+                        if (!n || !valid_id(stext(n), slen(n)) ||
+                            n->type != YAML_SCALAR_NODE)
+                                return fail_at(
+                                    l, n ? n : tv,
+                                    "found %s in %s, expected a "
+                                    "tag of A-Z a-z 0-9 _ . -",
+                                    n ? node_desc(n, b, sizeof(b)) : "?", what);
+                        int w =
+                            snprintf(r->tags + o, sizeof(r->tags) - o, "%s%.*s",
+                                     o ? "," : "", (int)slen(n), stext(n));
+                        if (w < 0 || (size_t)w >= sizeof(r->tags) - o)
+                                return fail_at(l, n,
+                                               "too many tags in %s, "
+                                               "expected at most %zu bytes "
+                                               "of tags",
+                                               what, sizeof(r->tags) - 1);
+                        o += (size_t)w;
+                }
+        }
+        return true;
 }
 
 static bool load_group_by(ld_t *l, const yaml_node_t *v, const char *rname,
@@ -1044,6 +1414,9 @@ static bool load_rule(ld_t *l, yaml_node_t *rn, int index,
                         r->mode = PG_MODE_OFF;
         }
 
+        if (!load_meta(l, vals[RK_OWNER], vals[RK_TAGS], rname, r) ||
+            !load_filter(l, vals[RK_WHERE], vals[RK_EXCEPT], rname, r))
+                return false;
         /* Params are checked even for a rule that is off, so that
          * turning it on later cannot reveal an error. */
         return load_params(l, rn, vals[RK_PARAMS], rname, r);
@@ -1144,9 +1517,10 @@ static void yaml_fail(ld_t *l, const yaml_parser_t *p)
 /* Validate the document and build the ruleset; NULL on error. */
 static pg_ruleset_t *build(ld_t *l, yaml_node_t *root)
 {
-        static const char *const top_keys[] = {"version", "settings", "rules"};
-        enum { TK_VERSION, TK_SETTINGS, TK_RULES };
-        yaml_node_t *vals[3];
+        static const char *const top_keys[] = {"version", "settings", "rules",
+                                               "lists"};
+        enum { TK_VERSION, TK_SETTINGS, TK_RULES, TK_LISTS };
+        yaml_node_t *vals[4];
         char b[300];
         pg_ruleset_t hdr;
         memset(&hdr, 0, sizeof(hdr));
@@ -1168,7 +1542,8 @@ static pg_ruleset_t *build(ld_t *l, yaml_node_t *root)
                 return NULL;
         }
         if (!load_version(l, vals[TK_VERSION], &hdr) ||
-            !load_settings(l, vals[TK_SETTINGS], &hdr))
+            !load_settings(l, vals[TK_SETTINGS], &hdr) ||
+            !load_lists(l, vals[TK_LISTS]))
                 return NULL;
         if (!vals[TK_RULES]) {
                 fail_at(l, root,
@@ -1235,11 +1610,12 @@ static pg_ruleset_t *build(ld_t *l, yaml_node_t *root)
                 /* Ownership of where moves to the block. */
                 blk->rules[blk->rs.n_rules++] = tmp[i];
                 tmp[i].where = NULL;
+                tmp[i].filter = NULL;
         }
 out:
         if (tmp)
                 for (int i = 0; i < done; i++)
-                        pg_expr_free(tmp[i].where);
+                        pg_expr_free(tmp[i].where), pg_expr_free(tmp[i].filter);
         free(tmp);
         free(cols);
         return blk ? &blk->rs : NULL;
@@ -1360,7 +1736,8 @@ void pg_rules_free(pg_ruleset_t *rs)
         if (!rs)
                 return;
         for (int i = 0; i < rs->n_rules; i++)
-                pg_expr_free(rs->rules[i].where);
+                pg_expr_free(rs->rules[i].where),
+                    pg_expr_free(rs->rules[i].filter);
         /* rs is the first member of its rs_block_t. */
         free(rs);
 }

@@ -330,7 +330,7 @@ static void unknown_keys(void **state)
 {
         load_err("version: 1\nrule: []\n", "2:1",
                  "unknown key 'rule' in the top level (expected: version, "
-                 "settings, rules)");
+                 "settings, rules, lists)");
         load_err(HEAD "  - id: retry-duplicate\n"
                       "    detector: retry_duplicate\n"
                       "    params:\n"
@@ -343,7 +343,8 @@ static void unknown_keys(void **state)
                       "    sevrity: high\n",
                  "5:5",
                  "unknown key 'sevrity' in rule 'a' (expected: id, detector, "
-                 "description, severity, action, mode, enabled, params)");
+                 "description, severity, action, mode, enabled, params, where, "
+                 "except, owner, tags)");
         /* a key of another detector's params */
         load_err(HEAD "  - {id: a, detector: retry_duplicate, params: "
                       "{tolerance: 5}}\n",
@@ -881,6 +882,39 @@ static void off_rules_are_checked_but_left_out(void **state)
                  "6:30", "unknown kind 'voyd'");
 }
 
+/* rule-level where / except / owner / tags and named lists */
+static void filters_lists_and_metadata(void **state)
+{
+        pg_ruleset_t *rs =
+            load_ok("version: \"1\"\n"
+                    "lists:\n"
+                    "  vip: [M1, \"M'2\"]\n"
+                    "rules:\n"
+                    "  - id: r\n"
+                    "    detector: amount_mismatch\n"
+                    "    owner: ops\n"
+                    "    tags: [a, b.c]\n"
+                    "    where: \"merchant_id in @vip and amount > 5\"\n"
+                    "    except: {terminal_id: [T9]}\n");
+        assert_non_null(rs->rules[0].filter);
+        assert_string_equal(rs->rules[0].owner, "ops");
+        assert_string_equal(rs->rules[0].tags, "a,b.c");
+        pg_rules_free(rs);
+        assert_null(load(HEAD "  - id: r\n    detector: amount_mismatch\n"
+                              "    where: \"merchant_id in @nope\"\n"));
+        assert_non_null(strstr(err, "t.yaml:5:28: "));
+        assert_non_null(strstr(err, "unknown list '@nope'"));
+        assert_null(load(HEAD "  - id: r\n    detector: amount_mismatch\n"
+                              "    except: {card_token: [x]}\n"));
+        assert_non_null(strstr(err, "unknown key 'card_token'"));
+        assert_null(load(HEAD "  - id: r\n    detector: amount_mismatch\n"
+                              "    tags: oops\n"));
+        assert_non_null(strstr(err, "expected a list of tags"));
+        assert_null(load("version: x\nlists: {a: []}\nrules:\n"
+                         "  - {id: r, detector: amount_mismatch}\n"));
+        assert_non_null(strstr(err, "expected a list of 1 to"));
+}
+
 /* check lists every broken rule, one error each, in file order */
 static void every_broken_rule_is_listed(void **state)
 {
@@ -1016,6 +1050,7 @@ int main(void)
             cmocka_unit_test(off_rules_are_checked_but_left_out),
             cmocka_unit_test(yaml_syntax_errors),
             cmocka_unit_test(every_broken_rule_is_listed),
+            cmocka_unit_test(filters_lists_and_metadata),
             cmocka_unit_test(anchors_and_aliases),
             cmocka_unit_test(file_and_error_buffer_handling),
         };
