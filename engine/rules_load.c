@@ -71,7 +71,19 @@ typedef struct ld {
         bool rule_failed;
         int nerr;
         yaml_node_t *lists; /* top-level `lists:` (checked), or NULL */
+        /* files named by `include:` (lists only), each with its document */
+        struct ld *inc[8];
+        int ninc;
+        char *inc_buf[8];
+        yaml_document_t inc_doc[8];
 } ld_t;
+
+#define MAX_INCLUDES 8
+
+static yaml_node_t *find_own_list(ld_t *l, const char *name, size_t len);
+static char *read_file(const char *path, size_t *len_out, const char **why,
+                       bool *opened);
+static void yaml_fail(ld_t *l, const yaml_parser_t *parser);
 
 #define MAX_ERRORS 20
 
@@ -813,6 +825,14 @@ static bool load_lists(ld_t *l, yaml_node_t *v)
                                        "found %s as a list name, expected 1 "
                                        "to 64 of A-Z a-z 0-9 _",
                                        k ? node_desc(k, b, sizeof(b)) : "?");
+                for (int f = 0; f < l->ninc; f++)
+                        if (find_own_list(l->inc[f], stext(k), slen(k)))
+                                return fail_at(
+                                    l, k,
+                                    "list '%s' is also defined in "
+                                    "%s, expected each name once",
+                                    show(b, sizeof(b), stext(k), slen(k)),
+                                    l->inc[f]->name);
                 for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < p;
                      q++) {
                         yaml_node_t *k2 = get_node(l, q->key);
@@ -863,8 +883,8 @@ static bool load_lists(ld_t *l, yaml_node_t *v)
         return true;
 }
 
-/* The list node called name, or NULL. */
-static yaml_node_t *find_list(ld_t *l, const char *name, size_t len)
+/* The list node called name in l's own lists, or NULL. */
+static yaml_node_t *find_own_list(ld_t *l, const char *name, size_t len)
 {
         if (!l->lists)
                 return NULL;
@@ -875,6 +895,154 @@ static yaml_node_t *find_list(ld_t *l, const char *name, size_t len)
                         return get_node(l, p->value);
         }
         return NULL;
+}
+
+/* The list node called name, in the file or one it includes; *owner is
+ * the loader state of the file that holds it. */
+static yaml_node_t *find_list(ld_t *l, const char *name, size_t len,
+                              ld_t **owner)
+{
+        yaml_node_t *n = find_own_list(l, name, len);
+        *owner = l;
+        for (int i = 0; !n && i < l->ninc; i++) {
+                n = find_own_list(l->inc[i], name, len);
+                *owner = l->inc[i];
+        }
+        return n;
+}
+
+/*
+ * `include:` a list of files (paths relative to this file's directory),
+ * each a YAML mapping with `lists:` only: shared lists several rule files
+ * use. Errors in an included file name that file. List names are unique
+ * across all of them.
+ */
+static bool load_includes(ld_t *l, yaml_node_t *v)
+{
+        char b[300];
+        if (!v || is_null(v))
+                return true;
+        if (!check_tag(l, v))
+                return false;
+        ptrdiff_t n =
+            v->type == YAML_SEQUENCE_NODE
+                ? v->data.sequence.items.top - v->data.sequence.items.start
+                : -1;
+        if (n < 1 || n > MAX_INCLUDES)
+                return fail_at(l, v,
+                               "found %s for include, expected a list of 1 "
+                               "to %d file names",
+                               node_desc(v, b, sizeof(b)), MAX_INCLUDES);
+        const char *slash = strrchr(l->name, '/');
+        int dirlen = slash ? (int)(slash - l->name) + 1 : 0;
+        for (ptrdiff_t i = 0; i < n; i++) {
+                yaml_node_t *it = get_node(l, v->data.sequence.items.start[i]);
+                if (!it || it->type != YAML_SCALAR_NODE || slen(it) == 0 ||
+                    slen(it) > 200)
+                        return fail_at(l, it ? it : v,
+                                       "found %s in include, expected a file "
+                                       "name",
+                                       it ? node_desc(it, b, sizeof(b)) : "?");
+                char path[512];
+                if (stext(it)[0] == '/')
+                        snprintf(path, sizeof(path), "%.*s", (int)slen(it),
+                                 stext(it));
+                else
+                        snprintf(path, sizeof(path), "%.*s%.*s", dirlen,
+                                 l->name, (int)slen(it), stext(it));
+                size_t len = 0;
+                const char *why = NULL;
+                bool opened;
+                char *buf = read_file(path, &len, &why, &opened);
+                if (!buf)
+                        return fail_at(l, it,
+                                       "cannot read included file %s: %s", path,
+                                       why);
+                int k = l->ninc;
+                ld_t *sub = calloc(1, sizeof(*sub));
+                if (!sub) {
+                        free(buf);
+                        return fail_pos(l, 1, 1, "out of memory");
+                }
+                sub->name = strdup(path);
+                sub->buf = buf;
+                sub->len = len;
+                sub->err = l->err;
+                sub->err_size = l->err_size;
+                l->inc[k] = sub;
+                l->inc_buf[k] = buf;
+                l->ninc++;
+                yaml_parser_t parser;
+                yaml_parser_initialize(&parser);
+                yaml_parser_set_input_string(&parser,
+                                             (const unsigned char *)buf, len);
+                if (!yaml_parser_load(&parser, &l->inc_doc[k])) {
+                        yaml_fail(sub, &parser);
+                        yaml_parser_delete(&parser);
+                        memset(&l->inc_doc[k], 0, sizeof(l->inc_doc[k]));
+                        l->failed = true;
+                        l->nerr = sub->nerr;
+                        return false;
+                }
+                yaml_parser_delete(&parser);
+                sub->doc = &l->inc_doc[k];
+                sub->nerr = l->nerr;
+                yaml_node_t *root = yaml_document_get_root_node(sub->doc);
+                static const char *const keys[] = {"lists"};
+                yaml_node_t *lv[1];
+                bool ok = root &&
+                          scan_map(sub, root, "an included file", keys, 1, lv);
+                if (root && !ok) {
+                        /* scan_map reported it */
+                } else if (!root) {
+                        fail_pos(sub, 1, 1,
+                                 "found an empty file, expected a mapping "
+                                 "with lists");
+                }
+                if (ok) {
+                        /* names unique across the files included so far */
+                        l->ninc--;
+                        ok = load_lists(sub, lv[0]);
+                        l->ninc++;
+                        for (int f = 0; ok && sub->lists && f < k; f++)
+                                for (yaml_node_pair_t *p =
+                                         sub->lists->data.mapping.pairs.start;
+                                     ok &&
+                                     p < sub->lists->data.mapping.pairs.top;
+                                     p++) {
+                                        yaml_node_t *kn = get_node(sub, p->key);
+                                        if (find_own_list(l->inc[f], stext(kn),
+                                                          slen(kn)))
+                                                ok = fail_at(
+                                                    sub, kn,
+                                                    "list '%s' is also "
+                                                    "defined in %s, expected "
+                                                    "each name once",
+                                                    show(b, sizeof(b),
+                                                         stext(kn), slen(kn)),
+                                                    l->inc[f]->name);
+                                }
+                }
+                l->nerr = sub->nerr;
+                if (!ok || sub->failed) {
+                        l->failed = true;
+                        return false;
+                }
+        }
+        return true;
+}
+
+/* Free what load_includes kept. */
+static void free_includes(ld_t *l)
+{
+        for (int i = 0; i < l->ninc; i++) {
+                if (l->inc[i]->doc)
+                        yaml_document_delete(l->inc[i]->doc);
+                free((char *)l->inc[i]->name);
+                free(l->inc_buf[i]);
+                free(l->inc[i]);
+        }
+        l->ninc = 0;
 }
 
 /* Append the values of list node s as "[a, b]" to out. */
@@ -950,7 +1118,9 @@ static bool load_filter(ld_t *l, yaml_node_t *wv, yaml_node_t *ev,
                         size_t j = i + 1;
                         while (j < len && valid_list_name(s + j, 1))
                                 j++;
-                        yaml_node_t *lst = find_list(l, s + i + 1, j - i - 1);
+                        ld_t *own = l;
+                        yaml_node_t *lst =
+                            find_list(l, s + i + 1, j - i - 1, &own);
                         if (!lst) {
                                 size_t line, col;
                                 scalar_pos(l, wv, i, &line, &col);
@@ -962,7 +1132,7 @@ static bool load_filter(ld_t *l, yaml_node_t *wv, yaml_node_t *ev,
                                     what,
                                     show(b, sizeof(b), s + i + 1, j - i - 1));
                         }
-                        ok = put_list(l, lst, src, cap, &o);
+                        ok = put_list(own, lst, src, cap, &o);
                         i = j - 1;
                 }
                 if (o + 2 < cap)
@@ -984,14 +1154,15 @@ static bool load_filter(ld_t *l, yaml_node_t *wv, yaml_node_t *ev,
                         if (!ex[k])
                                 continue;
                         yaml_node_t *s = ex[k];
+                        ld_t *own = l;
                         ptrdiff_t n = s->type == YAML_SEQUENCE_NODE
                                           ? s->data.sequence.items.top -
                                                 s->data.sequence.items.start
                                           : -1;
                         if (s->type == YAML_SCALAR_NODE && slen(s) > 1 &&
                             stext(s)[0] == '@') {
-                                yaml_node_t *lst =
-                                    find_list(l, stext(s) + 1, slen(s) - 1);
+                                yaml_node_t *lst = find_list(l, stext(s) + 1,
+                                                             slen(s) - 1, &own);
                                 if (!lst) {
                                         free(src);
                                         return fail_at(
@@ -1004,9 +1175,9 @@ static bool load_filter(ld_t *l, yaml_node_t *wv, yaml_node_t *ev,
                                                  slen(s)));
                                 }
                                 s = lst;
-                                n = 1;
+                                n = -2; /* checked when the list loaded */
                         }
-                        if (n < 1 || n > PG_EXPR_MAX_LIST) {
+                        if (n != -2 && (n < 1 || n > PG_EXPR_MAX_LIST)) {
                                 free(src);
                                 return fail_at(
                                     l, s,
@@ -1017,7 +1188,7 @@ static bool load_filter(ld_t *l, yaml_node_t *wv, yaml_node_t *ev,
                         }
                         for (yaml_node_item_t *it =
                                  s->data.sequence.items.start;
-                             it < s->data.sequence.items.top; it++) {
+                             n != -2 && it < s->data.sequence.items.top; it++) {
                                 yaml_node_t *nd = get_node(l, *it);
                                 if (!nd || nd->type != YAML_SCALAR_NODE ||
                                     slen(nd) == 0 || slen(nd) > PG_STR_MAX) {
@@ -1039,7 +1210,7 @@ static bool load_filter(ld_t *l, yaml_node_t *wv, yaml_node_t *ev,
                                 ok = false;
                         else
                                 o += (size_t)w;
-                        ok = ok && put_list(l, s, src, cap, &o);
+                        ok = ok && put_list(own, s, src, cap, &o);
                         first = false;
                 }
                 if (ok && !first) {
@@ -1518,9 +1689,9 @@ static void yaml_fail(ld_t *l, const yaml_parser_t *p)
 static pg_ruleset_t *build(ld_t *l, yaml_node_t *root)
 {
         static const char *const top_keys[] = {"version", "settings", "rules",
-                                               "lists"};
-        enum { TK_VERSION, TK_SETTINGS, TK_RULES, TK_LISTS };
-        yaml_node_t *vals[4];
+                                               "lists", "include"};
+        enum { TK_VERSION, TK_SETTINGS, TK_RULES, TK_LISTS, TK_INCLUDE };
+        yaml_node_t *vals[5];
         char b[300];
         pg_ruleset_t hdr;
         memset(&hdr, 0, sizeof(hdr));
@@ -1543,6 +1714,7 @@ static pg_ruleset_t *build(ld_t *l, yaml_node_t *root)
         }
         if (!load_version(l, vals[TK_VERSION], &hdr) ||
             !load_settings(l, vals[TK_SETTINGS], &hdr) ||
+            !load_includes(l, vals[TK_INCLUDE]) ||
             !load_lists(l, vals[TK_LISTS]))
                 return NULL;
         if (!vals[TK_RULES]) {
@@ -1670,41 +1842,44 @@ pg_ruleset_t *pg_rules_load_buffer(const char *name, const char *buf,
         yaml_document_delete(&extra);
         if (!l.failed)
                 rs = build(&l, root);
-        if (rs)
-                pg_hash_hex64(l.buf, l.len, rs->hash);
+        if (rs) {
+                /* the hash covers the included files too, in order */
+                uint64_t h = pg_hash64(l.buf, l.len, 0);
+                for (int i = 0; i < l.ninc; i++)
+                        h = pg_hash64(l.inc[i]->buf, l.inc[i]->len, h);
+                snprintf(rs->hash, sizeof(rs->hash), "%016llx",
+                         (unsigned long long)h);
+        }
+        free_includes(&l);
 out:
         yaml_document_delete(&doc);
         yaml_parser_delete(&parser);
         return rs;
 }
 
-pg_ruleset_t *pg_rules_load_file(const char *path, char *errstr,
-                                 size_t errstr_size)
+/* The whole file at path into a malloc'd buffer; NULL with *why set. */
+static char *read_file(const char *path, size_t *len_out, const char **why,
+                       bool *opened)
 {
-        if (errstr && errstr_size)
-                errstr[0] = '\0';
         FILE *f = fopen(path, "rb");
+        *opened = f != NULL;
         if (!f) {
-                /* No line or column to give: the file could not be read. */
-                if (errstr && errstr_size)
-                        snprintf(errstr, errstr_size,
-                                 "%s: cannot open rule file: %s", path,
-                                 strerror(errno));
+                *why = strerror(errno);
                 return NULL;
         }
         char *buf = NULL;
         size_t len = 0, cap = 0;
-        const char *why = NULL;
+        *why = NULL;
         for (;;) {
                 if (len == cap) {
                         if (cap >= MAX_FILE_BYTES) {
-                                why = "file is larger than 16 MiB";
+                                *why = "file is larger than 16 MiB";
                                 break;
                         }
                         size_t ncap = cap ? cap * 2 : 8192;
                         char *nb = realloc(buf, ncap);
                         if (!nb) {
-                                why = "out of memory";
+                                *why = "out of memory";
                                 break;
                         }
                         buf = nb;
@@ -1714,19 +1889,38 @@ pg_ruleset_t *pg_rules_load_file(const char *path, char *errstr,
                 len += got;
                 if (got == 0) {
                         if (ferror(f))
-                                why = strerror(errno);
+                                *why = strerror(errno);
                         break;
                 }
         }
         fclose(f);
-        pg_ruleset_t *rs = NULL;
-        if (why) {
+        if (*why) {
+                free(buf);
+                return NULL;
+        }
+        *len_out = len;
+        return buf;
+}
+
+pg_ruleset_t *pg_rules_load_file(const char *path, char *errstr,
+                                 size_t errstr_size)
+{
+        if (errstr && errstr_size)
+                errstr[0] = '\0';
+        size_t len = 0;
+        const char *why = NULL;
+        bool opened;
+        char *buf = read_file(path, &len, &why, &opened);
+        if (!buf) {
+                /* No line or column to give: the file could not be read. */
                 if (errstr && errstr_size)
                         snprintf(errstr, errstr_size,
-                                 "%s: cannot read rule file: %s", path, why);
-        } else {
-                rs = pg_rules_load_buffer(path, buf, len, errstr, errstr_size);
+                                 "%s: cannot %s rule file: %s", path,
+                                 opened ? "read" : "open", why);
+                return NULL;
         }
+        pg_ruleset_t *rs =
+            pg_rules_load_buffer(path, buf, len, errstr, errstr_size);
         free(buf);
         return rs;
 }

@@ -74,3 +74,8 @@ void pg_hash_hex64(const void *buf, size_t len, char out[17])
         XXH64_hash_t h = XXH3_64bits(buf, len);
         snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
+
+uint64_t pg_hash64(const void *buf, size_t len, uint64_t seed)
+{
+        return XXH3_64bits_withSeed(buf, len, seed);
+}

@@ -44,5 +44,8 @@ void pg_id_make(char *out, const char *prefix, const char *text, size_t len);
 /* XXH3-64 of len bytes as 16 lower-case hex digits and a NUL (the
  * canonical, big-endian form: the same as xxhash's xxh3_64_hexdigest). */
 void pg_hash_hex64(const void *buf, size_t len, char out[17]);
+/* XXH3-64 with a seed (seed 0: the same as pg_hash_hex64's value), to
+ * chain several buffers into one hash. */
+uint64_t pg_hash64(const void *buf, size_t len, uint64_t seed);
 
 #endif

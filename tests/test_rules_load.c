@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rules.h"
 #include "rules_expr.h"
@@ -330,7 +331,7 @@ static void unknown_keys(void **state)
 {
         load_err("version: 1\nrule: []\n", "2:1",
                  "unknown key 'rule' in the top level (expected: version, "
-                 "settings, rules, lists)");
+                 "settings, rules, lists, include)");
         load_err(HEAD "  - id: retry-duplicate\n"
                       "    detector: retry_duplicate\n"
                       "    params:\n"
@@ -915,6 +916,57 @@ static void filters_lists_and_metadata(void **state)
         assert_non_null(strstr(err, "expected a list of 1 to"));
 }
 
+/* include: shared list files, errors named by the file they are in */
+static void includes(void **state)
+{
+        char dir[] = "/tmp/pg-inc-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char p1[64], p2[64], p3[64];
+        snprintf(p1, sizeof(p1), "%s/lists.yaml", dir);
+        snprintf(p2, sizeof(p2), "%s/rules.yaml", dir);
+        snprintf(p3, sizeof(p3), "%s/bad.yaml", dir);
+        FILE *f = fopen(p1, "w");
+        fputs("lists:\n  quiet: [M9]\n", f);
+        fclose(f);
+        f = fopen(p3, "w");
+        fputs("lists:\n  oops: 3\n", f);
+        fclose(f);
+        f = fopen(p2, "w");
+        fputs("version: x\ninclude: [lists.yaml]\nrules:\n"
+              "  - {id: r, detector: amount_mismatch,\n"
+              "     except: {merchant_id: \"@quiet\"}}\n",
+              f);
+        fclose(f);
+        pg_ruleset_t *rs = pg_rules_load_file(p2, err, sizeof(err));
+        assert_non_null(rs);
+        assert_non_null(rs->rules[0].filter);
+        char h1[17];
+        snprintf(h1, sizeof(h1), "%s", rs->hash);
+        pg_rules_free(rs);
+        /* the hash covers the included file */
+        f = fopen(p1, "w");
+        fputs("lists:\n  quiet: [M8]\n", f);
+        fclose(f);
+        rs = pg_rules_load_file(p2, err, sizeof(err));
+        assert_non_null(rs);
+        assert_string_not_equal(h1, rs->hash);
+        pg_rules_free(rs);
+        /* an error inside an included file names that file */
+        f = fopen(p2, "w");
+        fputs("version: x\ninclude: [bad.yaml]\nrules:\n"
+              "  - {id: r, detector: amount_mismatch}\n",
+              f);
+        fclose(f);
+        assert_null(pg_rules_load_file(p2, err, sizeof(err)));
+        char want[80];
+        snprintf(want, sizeof(want), "%s:2:9: ", p3);
+        assert_non_null(strstr(err, want));
+        unlink(p1);
+        unlink(p2);
+        unlink(p3);
+        rmdir(dir);
+}
+
 /* check lists every broken rule, one error each, in file order */
 static void every_broken_rule_is_listed(void **state)
 {
@@ -1051,6 +1103,7 @@ int main(void)
             cmocka_unit_test(yaml_syntax_errors),
             cmocka_unit_test(every_broken_rule_is_listed),
             cmocka_unit_test(filters_lists_and_metadata),
+            cmocka_unit_test(includes),
             cmocka_unit_test(anchors_and_aliases),
             cmocka_unit_test(file_and_error_buffer_handling),
         };
