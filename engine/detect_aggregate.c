@@ -27,6 +27,7 @@ typedef struct agg_event {
         int64_t amount;
         pg_key_t group;
         pg_key_t value; /* distinct: the value's key; (0,0) when absent */
+        pg_str_t txn;   /* incident rules: the record's txn_id */
 } agg_event_t;
 
 typedef struct agg_group {
@@ -198,7 +199,15 @@ void pg_detect_aggregate(pg_engine_t *e, int ri, const pg_record_t *rec)
         }
         g->count++;
         g->sum += rec->amount;
-        *ev_at(s, s->head++) = (agg_event_t){t, rec->amount, gk, vk};
+        agg_event_t *ev = ev_at(s, s->head++);
+        ev->t = t;
+        ev->amount = rec->amount;
+        ev->group = gk;
+        ev->value = vk;
+        if (r->on_findings)
+                ev->txn = rec->txn_id;
+        else
+                ev->txn.len = 0;
 
         int64_t v = value_of(r, g);
         if (v < r->threshold || !g->armed)
@@ -206,11 +215,24 @@ void pg_detect_aggregate(pg_engine_t *e, int ri, const pg_record_t *rec)
         g->armed = 0;
         pg_alert_t a;
         pg_engine_alert_init(e, &a, r, PG_FIND_AGGREGATE, r->id, rec);
+        if (r->on_findings) {
+                /* an incident names the group's most recent affected
+                 * records: a walk back over the window's events, done once
+                 * per incident */
+                for (uint64_t p = s->head - 1;
+                     p-- > s->tail && a.n_txn_ids < PG_MAX_RELATED + 1;) {
+                        const agg_event_t *q = ev_at(s, p);
+                        if (q->group.lo == gk.lo && q->group.hi == gk.hi &&
+                            q->txn.len)
+                                a.txn_ids[a.n_txn_ids++] = q->txn.s;
+                }
+        }
         static const char *const fn[] = {"count", "sum", "distinct"};
         int n = snprintf(a.reason, sizeof(a.reason),
-                         "%s %" PRId64 " reached threshold %" PRId64
+                         "%s%s %" PRId64 " reached threshold %" PRId64
                          " within %" PRId64 " s for",
-                         fn[r->fn], v, r->threshold, r->window_ms / 1000);
+                         r->on_findings ? "incident: " : "", fn[r->fn], v,
+                         r->threshold, r->window_ms / 1000);
         for (int i = 0;
              i < r->n_group_by && n > 0 && (size_t)n < sizeof(a.reason); i++) {
                 pg_field_t f = r->group_by[i];

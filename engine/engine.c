@@ -188,6 +188,29 @@ void pg_engine_alert_init(pg_engine_t *e, pg_alert_t *a, const pg_rule_t *r,
         pg_id_make(a->alert_id, "al-", text, (size_t)n);
 }
 
+/* Incident rules (aggregate with on_findings) count the records that raise
+ * the alerts they watch, once per record: a mass event (a batch re-sent
+ * after an upgrade) becomes one incident alert beside the per-charge alerts.
+ * Shadow alerts count only toward shadow incident rules. */
+static void feed_incidents(pg_engine_t *e, pg_finding_t f, const pg_rule_t *by)
+{
+        const pg_record_t *rec = e->cur_rec;
+        for (int j = 0; j < e->rs->n_rules; j++) {
+                const pg_rule_t *r = &e->rs->rules[j];
+                if (r->detector != PG_DET_AGGREGATE ||
+                    !(r->on_findings & (1u << f)) ||
+                    (by->mode == PG_MODE_SHADOW && r->mode != PG_MODE_SHADOW))
+                        continue;
+                pg_rule_state_t *st = &e->rule_state[j];
+                if (st->incident_seq == rec->seq + 1)
+                        continue;
+                st->incident_seq = rec->seq + 1;
+                if (r->filter && !pg_expr_eval(r->filter, rec))
+                        continue;
+                pg_detect_aggregate(e, j, rec);
+        }
+}
+
 void pg_engine_emit_alert(pg_engine_t *e, pg_alert_t *a, pg_finding_t f,
                           const pg_rule_t *r)
 {
@@ -196,6 +219,8 @@ void pg_engine_emit_alert(pg_engine_t *e, pg_alert_t *a, pg_finding_t f,
         if (r->mode == PG_MODE_SHADOW)
                 e->st.alerts_shadow++;
         e->sink.alert(e->sink.opaque, a);
+        if (e->cur_rec && (int)f < PG_RULE_N_FINDINGS)
+                feed_incidents(e, f, r);
 }
 
 void pg_fmt_amount(char *buf, size_t size, int64_t minor, const char *cur)
@@ -275,6 +300,7 @@ static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
         bool charge = pg_record_is_charge(rec);
         bool refund =
             rec->kind == PG_KIND_REFUND && rec->status == PG_STATUS_APPROVED;
+        e->cur_rec = rec;
         if (refund) {
                 /* Every approved refund counts toward refunded(P), whatever
                  * rules are active (SEMANTICS.md 3, refund_anomaly). */
@@ -316,12 +342,15 @@ static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
                                 pg_detect_refund(e, i, rec);
                         break;
                 case PG_DET_AGGREGATE:
-                        pg_detect_aggregate(e, i, rec);
+                        /* an incident rule is fed by alerts, not here */
+                        if (!rs->rules[i].on_findings)
+                                pg_detect_aggregate(e, i, rec);
                         break;
                 default:
                         break;
                 }
         }
+        e->cur_rec = NULL;
         if (claims.n)
                 pg_refund_enqueue(e, rec, &claims);
 }

@@ -97,6 +97,8 @@ typedef struct pg_agg_state {
 typedef struct pg_rule_state {
         pg_chain_t *chain;  /* retry_duplicate, repeated_swipe */
         pg_agg_state_t agg; /* aggregate */
+        uint64_t
+            incident_seq; /* incident: seq + 1 of the record last counted */
 } pg_rule_state_t;
 
 struct pg_engine {
@@ -116,6 +118,8 @@ struct pg_engine {
         /* the current record passes the current rule's filter (set by
          * the driver before each detector call) */
         bool judge;
+        /* the record whose detectors are running, NULL otherwise */
+        const pg_record_t *cur_rec;
 
         /* processing: time of the last processed group */
         int64_t now;

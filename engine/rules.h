@@ -67,10 +67,24 @@ typedef struct pg_rule {
         pg_field_t group_by[PG_MAX_GROUP_BY];
         pg_agg_fn_t fn;
         pg_field_t distinct_field; /* for PG_AGG_DISTINCT */
+        /* incident: 0 counts records; otherwise a bit per finding
+         * (PG_RULE_FINDING_NAMES order) and the rule counts the records
+         * that raised such an alert, once each */
+        uint32_t on_findings;
         int64_t threshold;
         /* where the rule starts in its file, for messages */
         int line;
 } pg_rule_t;
+
+/* The findings an aggregate rule may count with on_findings, in bit order
+ * (the same order as the engine's pg_finding_t). */
+#define PG_RULE_FINDING_NAMES                                                  \
+        {                                                                      \
+                "retry_duplicate", "repeated_swipe", "overcharge",             \
+                    "undercharge", "refund_exceeds_original",                  \
+                    "refund_card_mismatch", "refund_without_original"          \
+        }
+#define PG_RULE_N_FINDINGS 7
 
 typedef struct pg_ruleset {
         char version[PG_RULE_ID_MAX + 1];

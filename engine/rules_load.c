@@ -734,9 +734,59 @@ enum {
         RK__COUNT
 };
 
-static const char *const agg_keys[] = {"where", "group_by", "function",
-                                       "field", "window",   "threshold"};
-enum { AK_WHERE, AK_GROUP_BY, AK_FUNCTION, AK_FIELD, AK_WINDOW, AK_THRESHOLD };
+static const char *const agg_keys[] = {"where",      "group_by", "function",
+                                       "field",      "window",   "threshold",
+                                       "on_findings"};
+enum {
+        AK_WHERE,
+        AK_GROUP_BY,
+        AK_FUNCTION,
+        AK_FIELD,
+        AK_WINDOW,
+        AK_THRESHOLD,
+        AK_ON_FINDINGS
+};
+
+/* on_findings: a list of finding names (an incident rule) */
+static bool load_on_findings(ld_t *l, const yaml_node_t *v, const char *rname,
+                             pg_rule_t *r)
+{
+        static const char *const names[] = PG_RULE_FINDING_NAMES;
+        char b[300], b2[400];
+        if (!v || is_null(v))
+                return true;
+        if (!check_tag(l, v))
+                return false;
+        ptrdiff_t n =
+            v->type == YAML_SEQUENCE_NODE
+                ? v->data.sequence.items.top - v->data.sequence.items.start
+                : -1;
+        if (n < 1)
+                return fail_at(l, v,
+                               "found %s for on_findings of %s, expected a "
+                               "list of findings (%s)",
+                               node_desc(v, b, sizeof(b)), rname,
+                               join(b2, sizeof(b2), names, PG_RULE_N_FINDINGS));
+        for (ptrdiff_t i = 0; i < n; i++) {
+                yaml_node_t *it = get_node(l, v->data.sequence.items.start[i]);
+                int k = 0;
+                while (it && it->type == YAML_SCALAR_NODE &&
+                       k < PG_RULE_N_FINDINGS &&
+                       !(slen(it) == strlen(names[k]) &&
+                         !memcmp(stext(it), names[k], slen(it))))
+                        k++;
+                if (!it || it->type != YAML_SCALAR_NODE ||
+                    k == PG_RULE_N_FINDINGS)
+                        return fail_at(
+                            l, it ? it : v,
+                            "found %s in on_findings of %s, "
+                            "expected one of: %s",
+                            it ? node_desc(it, b, sizeof(b)) : "?", rname,
+                            join(b2, sizeof(b2), names, PG_RULE_N_FINDINGS));
+                r->on_findings |= 1u << k;
+        }
+        return true;
+}
 
 static bool load_where(ld_t *l, const yaml_node_t *v, const char *rname,
                        pg_rule_t *r)
@@ -1420,6 +1470,8 @@ static bool load_params(ld_t *l, yaml_node_t *rn, yaml_node_t *pn,
                                        "group_by, function, window and "
                                        "threshold for detector aggregate",
                                        agg_keys[required[i]], ctx);
+        if (!load_on_findings(l, vals[AK_ON_FINDINGS], rname, r))
+                return false;
         if (vals[AK_WHERE] && !load_where(l, vals[AK_WHERE], rname, r))
                 return false;
         if (!load_group_by(l, vals[AK_GROUP_BY], rname, r))

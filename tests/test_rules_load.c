@@ -359,7 +359,7 @@ static void unknown_keys(void **state)
                       "5m}}\n",
                  "3:43",
                  "(expected: where, group_by, function, field, window, "
-                 "threshold)");
+                 "threshold, on_findings)");
         /* the rule is named by its id even when the id comes later */
         load_err(HEAD "  - detector: retry_duplicate\n"
                       "    colour: red\n"
@@ -911,6 +911,20 @@ static void filters_lists_and_metadata(void **state)
         assert_null(load(HEAD "  - id: r\n    detector: amount_mismatch\n"
                               "    tags: oops\n"));
         assert_non_null(strstr(err, "expected a list of tags"));
+        /* on_findings: an incident rule */
+        rs = load_ok(
+            HEAD
+            "  - {id: i, detector: aggregate, params: "
+            "{on_findings: [retry_duplicate, overcharge], function: count, "
+            "group_by: [terminal_id], window: 5m, "
+            "threshold: 5}}\n");
+        assert_int_equal(rs->rules[0].on_findings, (1u << 0) | (1u << 2));
+        pg_rules_free(rs);
+        assert_null(load(
+            HEAD "  - {id: i, detector: aggregate, params: "
+                 "{on_findings: [refund_blocked], function: count, group_by: "
+                 "[terminal_id], window: 5m, threshold: 5}}\n"));
+        assert_non_null(strstr(err, "expected one of: retry_duplicate"));
         assert_null(load("version: x\nlists: {a: []}\nrules:\n"
                          "  - {id: r, detector: amount_mismatch}\n"));
         assert_non_null(strstr(err, "expected a list of 1 to"));
