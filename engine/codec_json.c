@@ -679,6 +679,11 @@ int pg_codec_json_alert(char *buf, size_t size, const pg_alert_t *a)
         }
         W_KEY(&w, "reason");
         w_arr(&w, a->reason, sizeof(a->reason));
+        /* only when a cooldown held alerts back (rules with cooldown) */
+        if (a->suppressed > 0) {
+                W_KEY(&w, "suppressed");
+                w_i64(&w, a->suppressed);
+        }
         W_KEY(&w, "event_time");
         w_time(&w, a->event_time);
         W_KEY(&w, "detected_at");

@@ -759,6 +759,7 @@ int pg_codec_pb_alert(void *buf, size_t size, const pg_alert_t *a)
         m.reason = safe_str(&sc, a->reason, sizeof(a->reason));
         m.event_time = a->event_time;
         m.detected_at = a->detected_at;
+        m.suppressed = a->suppressed;
         if (sc.full)
                 return -1;
         return pack(&m.base, buf, size);

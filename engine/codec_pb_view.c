@@ -39,6 +39,7 @@ int pg_codec_pb_alert_view(const void *buf, size_t len,
         snprintf(a.reason, sizeof(a.reason), "%s", m->reason);
         a.event_time = m->event_time;
         a.detected_at = m->detected_at;
+        a.suppressed = m->suppressed;
         fn(&a, ctx);
         posguard__v1__alert__free_unpacked(m, NULL);
         return 0;

@@ -92,23 +92,6 @@ static pg_key_t distinct_key(pg_key_t group, pg_key_t value)
 }
 
 /* Feed one field's value into a key; absent optional values are marked. */
-static bool key_field(pg_keyb_t *kb, const pg_record_t *rec, pg_field_t f)
-{
-        uint8_t tag = (uint8_t)f;
-        pg_keyb_bytes(kb, &tag, 1);
-        if (pg_record_field_type(f) == PG_FT_STRING) {
-                const pg_str_t *s = pg_record_str(rec, f);
-                pg_keyb_str(kb, s);
-                return s->len > 0;
-        }
-        bool present = true;
-        int64_t v = pg_record_int(rec, f, &present);
-        uint8_t p = present;
-        pg_keyb_bytes(kb, &p, 1);
-        pg_keyb_i64(kb, present ? v : 0);
-        return present;
-}
-
 void pg_detect_aggregate_expire(pg_engine_t *e, int ri)
 {
         const pg_rule_t *r = &e->rs->rules[ri];
@@ -164,13 +147,13 @@ void pg_detect_aggregate(pg_engine_t *e, int ri, const pg_record_t *rec)
         pg_keyb_t kb;
         pg_keyb_init(&kb, PG_TAG_AGG);
         for (int i = 0; i < r->n_group_by; i++)
-                if (!key_field(&kb, rec, r->group_by[i]))
+                if (!pg_engine_key_field(&kb, rec, r->group_by[i]))
                         return; /* lacks a group_by field: in no group */
         pg_key_t gk = pg_keyb_done(&kb);
         pg_key_t vk = {0, 0};
         if (r->fn == PG_AGG_DISTINCT) {
                 pg_keyb_init(&kb, PG_TAG_AGGV);
-                if (key_field(&kb, rec, r->distinct_field))
+                if (pg_engine_key_field(&kb, rec, r->distinct_field))
                         vk = pg_keyb_done(&kb);
         }
         int64_t t = rec->event_time;

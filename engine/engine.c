@@ -100,6 +100,8 @@ pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
         e->dedupe = pg_table_new("dedupe", 0, &e->budget);
         e->facts = pg_table_new("facts", sizeof(pg_fact_t), &e->budget);
         e->caps = pg_table_new("caps", sizeof(int64_t), &e->budget);
+        e->cooldown =
+            pg_table_new("cooldown", sizeof(pg_cooldown_t), &e->budget);
         e->reorder = pg_reorder_new(&e->budget);
         e->rule_state = pg_xcalloc(rules->n_rules ? rules->n_rules : 1,
                                    sizeof(pg_rule_state_t));
@@ -137,6 +139,7 @@ void pg_engine_free(pg_engine_t *e)
         pg_table_free(e->dedupe);
         pg_table_free(e->facts);
         pg_table_free(e->caps);
+        pg_table_free(e->cooldown);
         pg_reorder_free(e->reorder);
         free(e);
 }
@@ -188,6 +191,63 @@ void pg_engine_alert_init(pg_engine_t *e, pg_alert_t *a, const pg_rule_t *r,
         pg_id_make(a->alert_id, "al-", text, (size_t)n);
 }
 
+bool pg_engine_key_field(pg_keyb_t *kb, const pg_record_t *rec, pg_field_t f)
+{
+        uint8_t tag = (uint8_t)f;
+        pg_keyb_bytes(kb, &tag, 1);
+        if (pg_record_field_type(f) == PG_FT_STRING) {
+                const pg_str_t *s = pg_record_str(rec, f);
+                pg_keyb_str(kb, s);
+                return s->len > 0;
+        }
+        bool present = true;
+        int64_t v = pg_record_int(rec, f, &present);
+        uint8_t p = present;
+        pg_keyb_bytes(kb, &p, 1);
+        pg_keyb_i64(kb, present ? v : 0);
+        return present;
+}
+
+/* The rule's cooldown (alert-only rules): true when this alert is held
+ * back (and counted); otherwise a->suppressed carries the count held since
+ * the last alert of the key, which starts a new cooldown. */
+static bool cooled_down(pg_engine_t *e, pg_alert_t *a, const pg_rule_t *r)
+{
+        const pg_record_t *rec = e->cur_rec;
+        pg_keyb_t kb;
+        pg_keyb_init(&kb, PG_TAG_COOLDOWN);
+        pg_keyb_i64(&kb, r - e->rs->rules);
+        for (int i = 0; i < r->n_cooldown_key; i++)
+                pg_engine_key_field(&kb, rec, r->cooldown_key[i]);
+        pg_key_t k = pg_keyb_done(&kb);
+        int64_t t = rec->event_time > e->now ? rec->event_time : e->now;
+        bool created;
+        /* kept one more period after it ends, so that a count held back
+         * reaches the next alert of the key */
+        pg_cooldown_t *c = pg_table_upsert(e->cooldown, k, e->now,
+                                           t + 2 * r->cooldown_ms, &created);
+        if (!c) {
+                e->st.state_full++;
+                return false; /* no state: never hold an alert back */
+        }
+        if (!created && rec->event_time < c->until) {
+                c->suppressed++;
+                e->st.alerts_suppressed++;
+                return true;
+        }
+        a->suppressed = created ? 0 : c->suppressed;
+        if (a->suppressed) {
+                size_t n = strlen(a->reason);
+                snprintf(a->reason + n, sizeof(a->reason) - n,
+                         " (%" PRId64 " similar alerts held back by the "
+                         "cooldown before this one)",
+                         a->suppressed);
+        }
+        c->suppressed = 0;
+        c->until = rec->event_time + r->cooldown_ms;
+        return false;
+}
+
 /* Incident rules (aggregate with on_findings) count the records that raise
  * the alerts they watch, once per record: a mass event (a batch re-sent
  * after an upgrade) becomes one incident alert beside the per-charge alerts.
@@ -215,6 +275,9 @@ void pg_engine_emit_alert(pg_engine_t *e, pg_alert_t *a, pg_finding_t f,
                           const pg_rule_t *r)
 {
         a->detected_at = e->conf.event_clock ? e->now : wall_ms();
+        if (r->cooldown_ms && e->cur_rec && (int)f < PG_FIND_REFUND_BLOCKED &&
+            cooled_down(e, a, r))
+                return;
         e->st.alerts[f]++;
         if (r->mode == PG_MODE_SHADOW)
                 e->st.alerts_shadow++;
@@ -360,6 +423,7 @@ static void expire_all(pg_engine_t *e)
         pg_table_expire(e->dedupe, e->max_t, PG_EXPIRE_WORK);
         pg_table_expire(e->facts, e->now, PG_EXPIRE_WORK);
         pg_table_expire(e->caps, e->now, PG_EXPIRE_WORK);
+        pg_table_expire(e->cooldown, e->now, PG_EXPIRE_WORK);
         for (int i = 0; i < e->rs->n_rules; i++) {
                 if (e->rule_state[i].chain)
                         pg_chain_expire(e->rule_state[i].chain, e->now,

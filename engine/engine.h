@@ -55,7 +55,8 @@ typedef struct pg_engine_stats {
         uint64_t duplicates; /* transport duplicates dropped */
         uint64_t late;       /* later than allowed_lateness */
         uint64_t alerts[PG_FIND__COUNT];
-        uint64_t alerts_shadow; /* of which from shadow rules */
+        uint64_t alerts_shadow;     /* of which from shadow rules */
+        uint64_t alerts_suppressed; /* held back by rule cooldowns */
         uint64_t refunds_duplicate;
         uint64_t refunds_overcharge;
         uint64_t refund_amount;     /* minor units commanded, all currencies */

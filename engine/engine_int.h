@@ -30,7 +30,8 @@ enum {
         PG_TAG_AGG,
         PG_TAG_AGGV,
         PG_TAG_CAP_M,
-        PG_TAG_CAP_G
+        PG_TAG_CAP_G,
+        PG_TAG_COOLDOWN
 };
 
 /* What the engine knows about one rrn (SEMANTICS.md 2, step 2). */
@@ -86,6 +87,12 @@ typedef struct pg_pending {
         struct pg_pending *next_free;
 } pg_pending_t;
 
+/* A rule's alert cooldown for one key. */
+typedef struct pg_cooldown {
+        int64_t until;      /* alerts of this key before this are held */
+        int64_t suppressed; /* held since the last one emitted */
+} pg_cooldown_t;
+
 /* Aggregate rule state. */
 typedef struct pg_agg_state {
         pg_table_t *groups;   /* group key -> pg_agg_group_t */
@@ -135,6 +142,7 @@ struct pg_engine {
         pg_pending_t *pend_free;
         uint64_t pend_seq;
         pg_table_t *caps;
+        pg_table_t *cooldown; /* (rule, key) -> pg_cooldown_t */
 };
 
 /* --- helpers for detectors (engine.c) --- */
@@ -152,6 +160,9 @@ void pg_engine_alert_init(pg_engine_t *e, pg_alert_t *a, const pg_rule_t *r,
                           const pg_record_t *rec);
 void pg_engine_emit_alert(pg_engine_t *e, pg_alert_t *a, pg_finding_t f,
                           const pg_rule_t *r);
+
+/* Add field f of rec to a key; false when the field is absent/empty. */
+bool pg_engine_key_field(pg_keyb_t *kb, const pg_record_t *rec, pg_field_t f);
 
 /* --- detectors: detect_*.c --- */
 void pg_detect_retry(pg_engine_t *e, int ri, const pg_record_t *rec,

@@ -133,22 +133,23 @@ static void write_stats(FILE *f, const run_counts_t *c,
                         pg_finding_name((pg_finding_t)i), st->alerts[i]);
                 first = 0;
         }
-        fprintf(
-            f,
-            "},\"alerts_shadow\":%" PRIu64 ",\"refunds\":%" PRIu64
-            ",\"refunds_duplicate\":%" PRIu64 ",\"refunds_overcharge\":%" PRIu64
-            ",\"refund_amount\":%" PRIu64 ",\"refunds_cancelled\":%" PRIu64
-            ",\"refunds_nothing_left\":%" PRIu64 ",\"refunds_blocked\":%" PRIu64
-            ",\"state_full\":%" PRIu64 ",\"chain_truncated\":%" PRIu64
-            ",\"rrn_conflicts\":%" PRIu64
-            ",\"state_bytes_peak\":%zu,\"seconds\":%.3f,"
-            "\"records_per_second\":%.0f,\"peak_rss_kb\":%ld}\n",
-            st->alerts_shadow, st->refunds_duplicate + st->refunds_overcharge,
-            st->refunds_duplicate, st->refunds_overcharge, st->refund_amount,
-            st->refunds_cancelled, st->refunds_nothing_left,
-            st->refunds_blocked, st->state_full, st->chain_truncated,
-            st->rrn_conflicts, st->state_bytes_peak, secs,
-            secs > 0 ? (double)c->lines / secs : 0.0, rss_kb);
+        fprintf(f,
+                "},\"alerts_shadow\":%" PRIu64 ",\"alerts_suppressed\":%" PRIu64
+                ",\"refunds\":%" PRIu64 ",\"refunds_duplicate\":%" PRIu64
+                ",\"refunds_overcharge\":%" PRIu64 ",\"refund_amount\":%" PRIu64
+                ",\"refunds_cancelled\":%" PRIu64
+                ",\"refunds_nothing_left\":%" PRIu64
+                ",\"refunds_blocked\":%" PRIu64 ",\"state_full\":%" PRIu64
+                ",\"chain_truncated\":%" PRIu64 ",\"rrn_conflicts\":%" PRIu64
+                ",\"state_bytes_peak\":%zu,\"seconds\":%.3f,"
+                "\"records_per_second\":%.0f,\"peak_rss_kb\":%ld}\n",
+                st->alerts_shadow, st->alerts_suppressed,
+                st->refunds_duplicate + st->refunds_overcharge,
+                st->refunds_duplicate, st->refunds_overcharge,
+                st->refund_amount, st->refunds_cancelled,
+                st->refunds_nothing_left, st->refunds_blocked, st->state_full,
+                st->chain_truncated, st->rrn_conflicts, st->state_bytes_peak,
+                secs, secs > 0 ? (double)c->lines / secs : 0.0, rss_kb);
 }
 
 static void print_summary(FILE *f, const run_counts_t *c,

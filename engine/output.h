@@ -30,6 +30,8 @@ typedef struct pg_alert {
         const char *currency;
         const char *pan_masked; /* NULL when the record has none */
         char reason[PG_REASON_MAX];
+        int64_t suppressed;  /* alerts held back by the rule's cooldown since
+                              * the last one of this key (0: none) */
         int64_t event_time;  /* ms, of the offending record */
         int64_t detected_at; /* ms, wall clock or event clock */
 } pg_alert_t;

@@ -60,7 +60,11 @@ typedef struct pg_rule {
          * remembers every charge as a possible original. */
         pg_expr_t *filter;
         char owner[PG_RULE_ID_MAX + 1];
-        char tags[128]; /* comma-separated */
+        /* alert cooldown per key (alert-only rules): 0 = none */
+        int64_t cooldown_ms;
+        int n_cooldown_key;
+        pg_field_t cooldown_key[PG_MAX_GROUP_BY]; /* default merchant_id */
+        char tags[128];                           /* comma-separated */
         /* aggregate */
         pg_expr_t *where; /* NULL: every record */
         int n_group_by;

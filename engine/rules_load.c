@@ -716,8 +716,9 @@ static bool valid_id(const char *s, size_t len)
 }
 
 static const char *const rule_keys[] = {
-    "id",      "detector", "description", "severity", "action", "mode",
-    "enabled", "params",   "where",       "except",   "owner",  "tags"};
+    "id",    "detector", "description", "severity",    "action",
+    "mode",  "enabled",  "params",      "where",       "except",
+    "owner", "tags",     "cooldown",    "cooldown_key"};
 enum {
         RK_ID,
         RK_DETECTOR,
@@ -731,6 +732,8 @@ enum {
         RK_EXCEPT,
         RK_OWNER,
         RK_TAGS,
+        RK_COOLDOWN,
+        RK_COOLDOWN_KEY,
         RK__COUNT
 };
 
@@ -1505,6 +1508,44 @@ static bool load_params(ld_t *l, yaml_node_t *rn, yaml_node_t *pn,
 #undef WHAT
 }
 
+/* cooldown: a duration; cooldown_key: the fields that make the key
+ * (default merchant_id). Only for rules that alert without refunding: a
+ * refund rule's alerts explain its refunds and are never held back. */
+static bool load_cooldown(ld_t *l, yaml_node_t *cv, yaml_node_t *kv,
+                          const char *rname, pg_rule_t *r)
+{
+        char what[128];
+        r->n_cooldown_key = 1;
+        r->cooldown_key[0] = PG_F_MERCHANT_ID;
+        if (!cv || is_null(cv)) {
+                if (kv && !is_null(kv))
+                        return fail_at(l, kv,
+                                       "found cooldown_key without cooldown "
+                                       "in %s, expected both or neither",
+                                       rname);
+                return true;
+        }
+        snprintf(what, sizeof(what), "cooldown of %s", rname);
+        if (!get_duration(l, cv, what, MS_SECOND, MS_DAY, &r->cooldown_ms))
+                return false;
+        if (r->action == PG_ACTION_REFUND)
+                return fail_at(l, cv,
+                               "found cooldown in %s, which refunds: "
+                               "expected cooldown only on rules with "
+                               "action alert (a refund's alert is never "
+                               "held back)",
+                               rname);
+        if (kv && !is_null(kv)) {
+                pg_rule_t tmp;
+                memset(&tmp, 0, sizeof(tmp));
+                if (!load_group_by(l, kv, rname, &tmp))
+                        return false;
+                r->n_cooldown_key = tmp.n_group_by;
+                memcpy(r->cooldown_key, tmp.group_by, sizeof(tmp.group_by));
+        }
+        return true;
+}
+
 /*
  * Check one rule mapping (the index-th, 0-based) and fill *r.
  * prev[0..index) are the rules before it, for the duplicate id check.
@@ -1638,7 +1679,9 @@ static bool load_rule(ld_t *l, yaml_node_t *rn, int index,
         }
 
         if (!load_meta(l, vals[RK_OWNER], vals[RK_TAGS], rname, r) ||
-            !load_filter(l, vals[RK_WHERE], vals[RK_EXCEPT], rname, r))
+            !load_filter(l, vals[RK_WHERE], vals[RK_EXCEPT], rname, r) ||
+            !load_cooldown(l, vals[RK_COOLDOWN], vals[RK_COOLDOWN_KEY], rname,
+                           r))
                 return false;
         /* Params are checked even for a rule that is off, so that
          * turning it on later cannot reveal an error. */

@@ -345,7 +345,7 @@ static void unknown_keys(void **state)
                  "5:5",
                  "unknown key 'sevrity' in rule 'a' (expected: id, detector, "
                  "description, severity, action, mode, enabled, params, where, "
-                 "except, owner, tags)");
+                 "except, owner, tags, cooldown, cooldown_key)");
         /* a key of another detector's params */
         load_err(HEAD "  - {id: a, detector: retry_duplicate, params: "
                       "{tolerance: 5}}\n",
@@ -911,6 +911,19 @@ static void filters_lists_and_metadata(void **state)
         assert_null(load(HEAD "  - id: r\n    detector: amount_mismatch\n"
                               "    tags: oops\n"));
         assert_non_null(strstr(err, "expected a list of tags"));
+        /* cooldown: alert-only rules, key fields default to merchant_id */
+        rs = load_ok(HEAD "  - {id: c, detector: refund_anomaly, "
+                          "cooldown: 10m, cooldown_key: [terminal_id]}\n"
+                          "  - {id: d, detector: amount_mismatch, cooldown: "
+                          "1m}\n");
+        assert_int_equal(rs->rules[0].cooldown_ms, 600000);
+        assert_int_equal(rs->rules[0].cooldown_key[0], PG_F_TERMINAL_ID);
+        assert_int_equal(rs->rules[1].cooldown_key[0], PG_F_MERCHANT_ID);
+        pg_rules_free(rs);
+        assert_null(load(HEAD "  - {id: c, detector: amount_mismatch, "
+                              "action: refund, cooldown: 10m}\n"));
+        assert_non_null(strstr(err, "expected cooldown only on rules with "
+                                    "action alert"));
         /* on_findings: an incident rule */
         rs = load_ok(
             HEAD
