@@ -23,3 +23,10 @@ endforeach()
 # exactly-once).
 set_tests_properties(test_kafka_faults PROPERTIES LABELS "kafka;mock"
                      TIMEOUT 300)
+
+# docs/RULES.md's walk-through for a newcomer: write, check, test, backtest
+# and hot-reload a rule (scripts/rules-walkthrough.sh).
+add_test(NAME rules_walkthrough
+         COMMAND ${CMAKE_SOURCE_DIR}/scripts/rules-walkthrough.sh)
+set_tests_properties(rules_walkthrough PROPERTIES LABELS "kafka;e2e" TIMEOUT 300
+                     ENVIRONMENT "POSGUARD=$<TARGET_FILE:posguard>")
