@@ -23,6 +23,8 @@
 
 #include "codec_json.h"
 #include "engine.h"
+#include "kafka_conf.h"
+#include "kafka_history.h"
 #include "replay.h"
 #include "rules.h"
 #include "util_mem.h"
@@ -126,6 +128,39 @@ static int replay_into(const pg_ruleset_t *rs, const pg_engine_conf_t *conf0,
         pg_engine_flush(e);
         pg_engine_free(e);
         return rc;
+}
+
+/* The same, from a topic's history: one engine per partition, as posguard
+ * run keeps them, each flushed at the end of the range. */
+static int replay_history_into(const pg_ruleset_t *rs, const pg_history_t *h,
+                               int json, outs_t *o, pg_replay_counts_t *cnt,
+                               char *err, size_t errsz)
+{
+        pg_engine_conf_t conf = {0};
+        conf.event_clock = true;
+        memset(cnt, 0, sizeof(*cnt));
+        pg_sink_t sink = {collect_alert, collect_refund, o};
+        for (int i = 0; i < pg_history_partitions(h); i++) {
+                pg_engine_t *e = pg_engine_new(rs, &conf, &sink, err, errsz);
+                if (!e)
+                        return -1;
+                pg_history_feed(h, i, e, json, cnt);
+                pg_engine_flush(e);
+                pg_engine_free(e);
+        }
+        return 0;
+}
+
+/* RFC 3339 or integer ms since the epoch. */
+static int parse_when(const char *s, int64_t *ms)
+{
+        char *end;
+        long long v = strtoll(s, &end, 10);
+        if (*s && !*end && v >= 0) {
+                *ms = v;
+                return 0;
+        }
+        return pg_time_parse(s, strlen(s), ms);
 }
 
 /* ---------------------------------------------------------------------
@@ -657,7 +692,13 @@ static void write_json(FILE *f, const report_t *rp, const char *base_path,
 
 static const char backtest_usage[] =
     "usage: posguard backtest --rules NEW [--baseline OLD] --input FILE|-\n"
-    "                         [--json FILE] [--examples]\n"
+    "                         [--json FILE]\n"
+    "       posguard backtest --rules NEW [--baseline OLD] --topic T\n"
+    "                         --from TIME --to TIME --config FILE [-X k=v]...\n"
+    "                         [--json FILE]\n"
+    "  (TIME: RFC 3339 or ms since the epoch; the topic's messages with\n"
+    "  from <= timestamp < to, read_committed, in input.format, replayed\n"
+    "  per partition as posguard run keeps them)\n"
     "  Replays the records through both rule sets (event clock, as replay)\n"
     "  and reports, per rule, the alerts and refund commands each produces,\n"
     "  what the new rules add and remove, and the refunded amount per\n"
@@ -671,16 +712,39 @@ int pg_cmd_backtest(int argc, char **argv)
             {"baseline", required_argument, NULL, 'b'},
             {"input", required_argument, NULL, 'i'},
             {"json", required_argument, NULL, 'j'},
+            {"topic", required_argument, NULL, 't'},
+            {"from", required_argument, NULL, 'f'},
+            {"to", required_argument, NULL, 'T'},
+            {"config", required_argument, NULL, 'c'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0}};
         const char *new_path = NULL, *base_path = NULL, *input = NULL,
-                   *json = NULL;
+                   *json = NULL, *topic = NULL, *from = NULL, *to = NULL,
+                   *config = NULL;
+        const char *xs[64];
+        int nx = 0;
         int c;
         optind = 1;
-        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "X:", opts, NULL)) != -1) {
                 switch (c) {
                 case 'r':
                         new_path = optarg;
+                        break;
+                case 't':
+                        topic = optarg;
+                        break;
+                case 'f':
+                        from = optarg;
+                        break;
+                case 'T':
+                        to = optarg;
+                        break;
+                case 'c':
+                        config = optarg;
+                        break;
+                case 'X':
+                        if (nx < 64)
+                                xs[nx++] = optarg;
                         break;
                 case 'b':
                         base_path = optarg;
@@ -699,11 +763,14 @@ int pg_cmd_backtest(int argc, char **argv)
                         return 2;
                 }
         }
-        if (!new_path || !input || optind != argc) {
+        int64_t from_ms = 0, to_ms = INT64_MAX;
+        if (!new_path || optind != argc || !input == !topic ||
+            (topic && (!from || !to || parse_when(from, &from_ms) ||
+                       parse_when(to, &to_ms) || from_ms >= to_ms))) {
                 fputs(backtest_usage, stderr);
                 return 2;
         }
-        if (!strcmp(input, "-") && base_path) {
+        if (input && !strcmp(input, "-") && base_path) {
                 fprintf(stderr, "posguard backtest: the input is read twice: "
                                 "give a file, not stdin\n");
                 return 2;
@@ -725,9 +792,49 @@ int pg_cmd_backtest(int argc, char **argv)
         pg_replay_counts_t cnt;
         pg_engine_conf_t conf = {0};
         int rc = 0;
-        if ((brs &&
-             replay_into(brs, &conf, input, &o[0], &cnt, err, sizeof(err))) ||
-            replay_into(nrs, &conf, input, &o[1], &cnt, err, sizeof(err))) {
+        pg_history_t *hist = NULL;
+        pg_kconf_t kc;
+        pg_kconf_init(&kc);
+        char where[600];
+        if (topic) {
+                static const char *const fmts[] = {"protobuf", "json", NULL};
+                int fmt = 0;
+                char key[300];
+                snprintf(key, sizeof(key), "input.format.%s", topic);
+                int bad =
+                    config && pg_kconf_load(&kc, config, err, sizeof(err));
+                for (int k = 0; !bad && k < nx; k++)
+                        bad = pg_kconf_set_arg(&kc, xs[k], err, sizeof(err));
+                if (!bad)
+                        bad = pg_kconf_choice(&kc, "input.format", fmts, 0,
+                                              &fmt, err, sizeof(err)) ||
+                              pg_kconf_choice(&kc, key, fmts, fmt, &fmt, err,
+                                              sizeof(err));
+                if (!bad && !(hist = pg_history_read(&kc, topic, from_ms, to_ms,
+                                                     err, sizeof(err))))
+                        bad = 1;
+                if (!bad &&
+                    ((brs && replay_history_into(brs, hist, fmt, &o[0], &cnt,
+                                                 err, sizeof(err))) ||
+                     replay_history_into(nrs, hist, fmt, &o[1], &cnt, err,
+                                         sizeof(err))))
+                        bad = 1;
+                if (bad) {
+                        fprintf(stderr, "posguard backtest: %s\n", err);
+                        rc = 1;
+                        goto out;
+                }
+                char a[40], b[40];
+                snprintf(where, sizeof(where),
+                         "topic %s [%s, %s), %d partitions", topic,
+                         pg_time_format(from_ms, a, sizeof(a)),
+                         pg_time_format(to_ms, b, sizeof(b)),
+                         pg_history_partitions(hist));
+                input = where;
+        } else if ((brs && replay_into(brs, &conf, input, &o[0], &cnt, err,
+                                       sizeof(err))) ||
+                   replay_into(nrs, &conf, input, &o[1], &cnt, err,
+                               sizeof(err))) {
                 fprintf(stderr, "posguard backtest: %s\n", err);
                 rc = 1;
                 goto out;
@@ -864,6 +971,8 @@ int pg_cmd_backtest(int argc, char **argv)
                 }
         }
 out:
+        pg_history_free(hist);
+        pg_kconf_free(&kc);
         outs_free(&o[0]);
         outs_free(&o[1]);
         pg_rules_free(nrs);
