@@ -3,6 +3,8 @@
  */
 #include "codec_common.h"
 
+#include <stdio.h>
+
 #include <stdint.h>
 #include <string.h>
 
@@ -91,4 +93,24 @@ void pg_mask_pan_runs(const char *s, size_t from, size_t to, char *out,
                                         out[k] = '*';
                 i = e;
         }
+}
+
+pg_reject_t pg_reject_vfail(const char **field, char *err, size_t errsz,
+                            pg_reject_t code, int f, const char *fmt,
+                            va_list ap)
+{
+        const char *name = f >= 0 ? pg_record_field_name((pg_field_t)f) : NULL;
+        if (field)
+                *field = name;
+        if (!err || errsz == 0)
+                return code;
+        size_t o = 0;
+        if (name) {
+                int k = snprintf(err, errsz, "field '%s': ", name);
+                o = k < 0 ? 0 : (size_t)k;
+                if (o >= errsz)
+                        return code;
+        }
+        vsnprintf(err + o, errsz - o, fmt, ap);
+        return code;
 }

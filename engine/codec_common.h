@@ -8,8 +8,11 @@
 #ifndef PG_CODEC_COMMON_H
 #define PG_CODEC_COMMON_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "codec_json.h" /* pg_reject_t */
 
 static inline bool pg_is_digit(unsigned char c)
 {
@@ -103,5 +106,12 @@ static inline bool pg_pan_digit_shown(size_t at, size_t run)
  */
 void pg_mask_pan_runs(const char *s, size_t from, size_t to, char *out,
                       size_t limit);
+
+/* Fill a reject: *field (when field is not NULL) gets the field's name (f
+ * a pg_field_t, or -1 for none) and err the message, prefixed with
+ * "field 'NAME': ". Returns code. Shared by the JSON and protobuf parsers. */
+pg_reject_t pg_reject_vfail(const char **field, char *err, size_t errsz,
+                            pg_reject_t code, int f, const char *fmt,
+                            va_list ap);
 
 #endif

@@ -815,23 +815,12 @@ __attribute__((format(printf, 4, 5)))
 static pg_reject_t
 fail(pctx_t *c, pg_reject_t code, int f, const char *fmt, ...)
 {
-        const char *name = f >= 0 ? pg_record_field_name((pg_field_t)f) : NULL;
-        if (c->field)
-                *c->field = name;
-        if (!c->err || c->errsz == 0)
-                return code;
-        size_t o = 0;
-        if (name) {
-                int k = snprintf(c->err, c->errsz, "field '%s': ", name);
-                o = k < 0 ? 0 : (size_t)k;
-                if (o >= c->errsz)
-                        return code;
-        }
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(c->err + o, c->errsz - o, fmt, ap);
+        pg_reject_t r =
+            pg_reject_vfail(c->field, c->err, c->errsz, code, f, fmt, ap);
         va_end(ap);
-        return code;
+        return r;
 }
 
 /* A value quoted in an error message: printable ASCII, at most 32 bytes,
