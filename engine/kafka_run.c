@@ -144,6 +144,7 @@ struct run {
         int in_formats[MAX_TOPICS];
         char *in_topic_list; /* storage for in_topics */
         const char *alerts_topic, *refunds_topic, *dlq_topic;
+        const char *events_topic; /* "" : rule events are logged only */
         int out_format;
         int64_t commit_interval_ms;
         part_t *parts[MAX_SLOTS]; /* [topic * MAX_PARTITIONS + partition] */
@@ -622,6 +623,35 @@ static void rebuild_all(run_t *r)
         rd_kafka_topic_partition_list_destroy(a);
 }
 
+/* A rule event as one JSON object on output.events (when set), produced in
+ * the open transaction: {"type":"rules_reloaded"|"rules_reload_failed",
+ * "at":..., "version":..., "hash":..., ...}. */
+static void rules_event(run_t *r, const char *type, const pg_ruleset_t *now,
+                        const pg_ruleset_t *prev, const char *error)
+{
+        if (!r->events_topic[0])
+                return;
+        char t[40], buf[2048];
+        pg_time_format(wall_ms(), t, sizeof(t));
+        int n = snprintf(buf, sizeof(buf),
+                         "{\"type\":\"%s\",\"at\":\"%s\",\"path\":\"%s\","
+                         "\"version\":\"%s\",\"hash\":\"%s\"",
+                         type, t, r->rules_path, now->version, now->hash);
+        if (prev && n > 0 && (size_t)n < sizeof(buf))
+                n += snprintf(buf + n, sizeof(buf) - (size_t)n,
+                              ",\"previous_version\":\"%s\","
+                              "\"previous_hash\":\"%s\"",
+                              prev->version, prev->hash);
+        if (error && n > 0 && (size_t)n < sizeof(buf))
+                n += snprintf(buf + n, sizeof(buf) - (size_t)n,
+                              ",\"error\":\"%.1500s\"", error);
+        if (n > 0 && (size_t)n < sizeof(buf) - 1) {
+                buf[n++] = '}';
+                const char *hdr[] = {"type", type};
+                produce(r, r->events_topic, NULL, buf, (size_t)n, hdr, 1);
+        }
+}
+
 /* ---------------------------------------------------------------------
  * Hot reload
  *
@@ -671,6 +701,10 @@ static void maybe_reload(run_t *r)
                           "note=\"still running version %s hash %s\"",
                           r->rules_path, err, r->rules->version,
                           r->rules->hash);
+                for (char *p = err; *p; p++) /* JSON-safe */
+                        if (*p == '\\' || (unsigned char)*p < 0x20)
+                                *p = ' ';
+                rules_event(r, "rules_reload_failed", r->rules, NULL, err);
                 return;
         }
         if (!strcmp(nrs->hash, r->rules->hash)) {
@@ -693,6 +727,7 @@ static void maybe_reload(run_t *r)
                  "previous_version=%s previous_hash=%s",
                  nrs->version, nrs->hash, nrs->n_rules, old->version,
                  old->hash);
+        rules_event(r, "rules_reloaded", nrs, old, NULL);
         pg_rules_free(old);
         r->c.reloads++;
 }
@@ -831,6 +866,7 @@ static const char *const known_keys[] = {"rules",
                                          "max.state.mb",
                                          "clock",
                                          "rules.watch.ms",
+                                         "output.events",
                                          NULL};
 
 static void run_usage(FILE *f)
@@ -853,6 +889,9 @@ static void run_usage(FILE *f)
               "  commit.interval.ms  transaction length [100]\n"
               "  refund.cap.merchant, refund.cap.global, kill.switch,\n"
               "  max.state.mb, clock (wall | event)  as for replay\n"
+              "  output.events       topic for rules_reloaded / "
+              "rules_reload_failed\n"
+              "                      events (JSON; empty: log only) []\n"
               "  rules.watch.ms      check the rule file for changes this "
               "often\n"
               "                      (0: on SIGHUP only) [1000]\n"
@@ -917,6 +956,7 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
         r->alerts_topic = pg_kconf_get(c, "output.alerts", "pos.alerts");
         r->refunds_topic = pg_kconf_get(c, "output.refunds", "pos.refunds");
         r->dlq_topic = pg_kconf_get(c, "output.dlq", "pos.dlq");
+        r->events_topic = pg_kconf_get(c, "output.events", "");
         int clock;
         static const char *const clocks[] = {"wall", "event", NULL};
         int64_t mb;

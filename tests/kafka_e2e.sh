@@ -73,11 +73,15 @@ if [ "$mode" = reload ]; then
   echo "# variant b" >>"$work/rules-b.yaml"
   cp "$work/rules-a.yaml" "$work/rules.yaml"
   rules=$work/rules.yaml
+  "$root/scripts/kafka.sh" create-topic "$broker" pos.events 1 >/dev/null 2>>"$work/topics.log"
+  echo "output.events=pos.events" >"$work/extra.conf"
 fi
+touch "$work/extra.conf"
 cat >"$work/posguard.conf" <<CONF
 kafka.bootstrap.servers=$bootstrap
 rules=$rules
 rules.watch.ms=100
+$(cat "$work/extra.conf")
 input.topic=$topics
 input.format=protobuf
 input.format.pos.txn.json=json
@@ -201,6 +205,13 @@ reload)
   n_bad=$(grep -c "event=rules_reload_failed" "$work/run-a.log" || true)
   echo "rule file rewritten $((good + broken)) times ($broken broken): $n_ok reloads, $n_bad refused"
   [ "$n_bad" -ge 1 ] && [ "$n_ok" -ge 5 ] || fail "too few reloads seen"
+  # the same events, committed on pos.events
+  kcat -b "$bootstrap" -C -t pos.events -e -q -X isolation.level=read_committed \
+      >"$work/events.jsonl"
+  e_ok=$(grep -c '"type":"rules_reloaded"' "$work/events.jsonl" || true)
+  e_bad=$(grep -c '"type":"rules_reload_failed"' "$work/events.jsonl" || true)
+  echo "pos.events: $e_ok rules_reloaded, $e_bad rules_reload_failed"
+  [ "$e_ok" -eq "$n_ok" ] && [ "$e_bad" -eq "$n_bad" ] || fail "events differ from the log"
   run_to_end a pg-a
   ;;
 *) fail "unknown mode $mode" ;;
