@@ -447,7 +447,8 @@ static void walk(const char *dir, const char *root, test_opts_t *t, int depth)
                 names[n++] = strdup(de->d_name);
         }
         closedir(d);
-        qsort(names, (size_t)n, sizeof(char *), name_cmp);
+        if (n)
+                qsort(names, (size_t)n, sizeof(char *), name_cmp);
         for (int i = 0; i < n; i++) {
                 snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
                 if (is_dir(p))
@@ -849,7 +850,8 @@ int pg_cmd_backtest(int argc, char **argv)
                 snprintf(row_of(&rp, brs->rules[i].id)->old_mode, 8, "%s",
                          pg_mode_name(brs->rules[i].mode));
         for (int s = 0; s < 2; s++) {
-                qsort(o[s].v, o[s].n, sizeof(out_t), out_cmp);
+                if (o[s].n) /* no baseline: nothing to sort */
+                        qsort(o[s].v, o[s].n, sizeof(out_t), out_cmp);
                 for (size_t i = 0; i < o[s].n; i++)
                         count(&rp, &o[s].v[i], s);
         }

@@ -87,6 +87,18 @@ assert new_mm <= gone, (new_mm, gone)
 print("backtest report agrees with the two replays:",
       f"{added} outputs added, {removed} removed")
 PY
+# without a baseline, every output of the rules is "added"
+"$posguard" backtest --rules "$rules" --input "$work/in.jsonl" \
+    --json "$work/nobase.json" >/dev/null
+$py - "$work/nobase.json" "$work/base.jsonl" <<'PY'
+import json, sys
+rep = json.load(open(sys.argv[1]))
+n = sum(1 for _ in open(sys.argv[2]))
+added = sum(r[k]["added"] for r in rep["rules"] for k in ("alerts", "refunds"))
+removed = sum(r[k]["removed"] for r in rep["rules"] for k in ("alerts", "refunds"))
+assert rep["baseline"] is None and added == n and removed == 0, (added, removed, n)
+print(f"backtest without a baseline: all {n} outputs added")
+PY
 grep -q "retry-duplicate .*shadow<-enforce" "$work/report.txt" \
   || { echo "the table does not show the mode change"; exit 1; }
 echo "rule_workflow: ok"
