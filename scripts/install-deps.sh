@@ -11,6 +11,7 @@ PKGS=(
   python3 python3-yaml python3-xxhash python3-jsonschema
   librdkafka-dev protobuf-c-compiler libprotobuf-c-dev kcat
   maven openjdk-17-jre-headless
+  g++ libbenchmark-dev libck-dev liburcu-dev
 )
 
 missing=()

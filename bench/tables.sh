@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# bench/tables.sh - posguard's state table beside ck_ht and cds_lfht on the
+# engine's workload (bench/bench_tables.cc, Google Benchmark). Writes
+# bench/results/tables-<host>-<date>.json and prints the table.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+mkdir -p bench/results
+out=bench/results/tables-$(hostname -s)-$(date -u +%Y%m%d).json
+build-bench/bench/bench_tables --benchmark_repetitions=3 \
+    --benchmark_report_aggregates_only=true \
+    --benchmark_out="$out" --benchmark_out_format=json "$@"
+echo "written: $out"
