@@ -28,7 +28,8 @@ extern "C" {
 #include "util_mem.h"
 }
 
-namespace {
+namespace
+{
 
 struct Key {
         uint64_t lo, hi;
@@ -71,8 +72,8 @@ void BM_posguard_table(benchmark::State &state)
                 for (size_t i = 0; i < n; i++) {
                         bool created;
                         pg_key_t k = {keys[i].lo, keys[i].hi};
-                        void *v = pg_table_upsert(t, k, 0, int64_t(i) + 1,
-                                                  &created);
+                        void *v =
+                            pg_table_upsert(t, k, 0, int64_t(i) + 1, &created);
                         benchmark::DoNotOptimize(v);
                 }
                 for (size_t i = 0; i < n; i++) {
@@ -204,8 +205,14 @@ void BM_cds_lfht(benchmark::State &state)
 
 } // namespace
 
-BENCHMARK(BM_posguard_table)->Arg(1 << 16)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_posguard_table)
+    ->Arg(1 << 16)
+    ->Arg(1 << 20)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ck_ht)->Arg(1 << 16)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_cds_lfht)->Arg(1 << 16)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_cds_lfht)
+    ->Arg(1 << 16)
+    ->Arg(1 << 20)
+    ->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

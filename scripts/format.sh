@@ -3,7 +3,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-files=$(git ls-files --cached --others --exclude-standard "*.c" "*.h" 2>/dev/null || true)
+files=$(git ls-files --cached --others --exclude-standard "*.c" "*.h" "*.cc" 2>/dev/null || true)
 [ -n "$files" ] || files=$(find engine tests bench -name "*.[ch]")
 if [ "${1:-}" = "--check" ]; then
   clang-format --dry-run --Werror $files
