@@ -85,6 +85,14 @@ static char *read_file(const char *path, size_t *len_out, const char **why,
                        bool *opened);
 static void yaml_fail(ld_t *l, const yaml_parser_t *parser);
 
+/* Items of a sequence node; -1 for anything else. */
+static ptrdiff_t seq_len(const yaml_node_t *v)
+{
+        return v->type == YAML_SEQUENCE_NODE
+                   ? v->data.sequence.items.top - v->data.sequence.items.start
+                   : -1;
+}
+
 #define MAX_ERRORS 20
 
 static const char *const detector_names[PG_DET__COUNT] = {
@@ -760,10 +768,7 @@ static bool load_on_findings(ld_t *l, const yaml_node_t *v, const char *rname,
                 return true;
         if (!check_tag(l, v))
                 return false;
-        ptrdiff_t n =
-            v->type == YAML_SEQUENCE_NODE
-                ? v->data.sequence.items.top - v->data.sequence.items.start
-                : -1;
+        ptrdiff_t n = seq_len(v);
         if (n < 1)
                 return fail_at(l, v,
                                "found %s for on_findings of %s, expected a "
@@ -853,6 +858,40 @@ static bool put_literal(char *out, size_t size, size_t *o, const char *s,
         return true;
 }
 
+/* A list of 1 to PG_EXPR_MAX_LIST values of 1 to PG_STR_MAX bytes, each
+ * with at most one kind of quote: they become expression literals. Used
+ * by named lists and inline except lists. */
+static bool check_values(ld_t *l, yaml_node_t *s, const char *what)
+{
+        char b[300];
+        if (!check_tag(l, s))
+                return false;
+        ptrdiff_t n = seq_len(s);
+        if (n < 1 || n > PG_EXPR_MAX_LIST)
+                return fail_at(l, s,
+                               "found %s for %s, expected a list of 1 to %d "
+                               "values",
+                               node_desc(s, b, sizeof(b)), what,
+                               PG_EXPR_MAX_LIST);
+        for (ptrdiff_t i = 0; i < n; i++) {
+                yaml_node_t *it = get_node(l, s->data.sequence.items.start[i]);
+                if (!it || it->type != YAML_SCALAR_NODE || is_null(it) ||
+                    slen(it) == 0 || slen(it) > PG_STR_MAX)
+                        return fail_at(l, it ? it : s,
+                                       "found %s in %s, expected a value of 1 "
+                                       "to %d bytes",
+                                       it ? node_desc(it, b, sizeof(b)) : "?",
+                                       what, PG_STR_MAX);
+                if (memchr(stext(it), '\'', slen(it)) &&
+                    memchr(stext(it), '"', slen(it)))
+                        return fail_at(l, it,
+                                       "found a value with both ' and \" in "
+                                       "%s, expected at most one kind of quote",
+                                       what);
+        }
+        return true;
+}
+
 /* `lists:` at the top level: name -> list of 1 to PG_EXPR_MAX_LIST
  * scalars. */
 static bool load_lists(ld_t *l, yaml_node_t *v)
@@ -897,40 +936,11 @@ static bool load_lists(ld_t *l, yaml_node_t *v)
                                     "expected each name once",
                                     show(b, sizeof(b), stext(k), slen(k)));
                 }
-                if (!check_tag(l, s))
+                char what[128];
+                snprintf(what, sizeof(what), "list '%.*s'", (int)slen(k),
+                         stext(k));
+                if (!check_values(l, s, what))
                         return false;
-                ptrdiff_t n = s->type == YAML_SEQUENCE_NODE
-                                  ? s->data.sequence.items.top -
-                                        s->data.sequence.items.start
-                                  : -1;
-                if (n < 1 || n > PG_EXPR_MAX_LIST)
-                        return fail_at(l, s,
-                                       "found %s for list '%.*s', expected a "
-                                       "list of 1 to %d values",
-                                       node_desc(s, b, sizeof(b)), (int)slen(k),
-                                       stext(k), PG_EXPR_MAX_LIST);
-                for (ptrdiff_t i = 0; i < n; i++) {
-                        yaml_node_t *it =
-                            get_node(l, s->data.sequence.items.start[i]);
-                        if (!it || it->type != YAML_SCALAR_NODE ||
-                            is_null(it) || slen(it) == 0 ||
-                            slen(it) > PG_STR_MAX)
-                                return fail_at(
-                                    l, it ? it : s,
-                                    "found %s in list '%.*s', "
-                                    "expected a value of 1 to %d "
-                                    "bytes",
-                                    it ? node_desc(it, b, sizeof(b)) : "?",
-                                    (int)slen(k), stext(k), PG_STR_MAX);
-                        if (memchr(stext(it), '\'', slen(it)) &&
-                            memchr(stext(it), '"', slen(it)))
-                                return fail_at(l, it,
-                                               "found a value with both ' "
-                                               "and \" in list '%.*s', "
-                                               "expected at most one kind of "
-                                               "quote",
-                                               (int)slen(k), stext(k));
-                }
         }
         l->lists = v;
         return true;
@@ -977,10 +987,7 @@ static bool load_includes(ld_t *l, yaml_node_t *v)
                 return true;
         if (!check_tag(l, v))
                 return false;
-        ptrdiff_t n =
-            v->type == YAML_SEQUENCE_NODE
-                ? v->data.sequence.items.top - v->data.sequence.items.start
-                : -1;
+        ptrdiff_t n = seq_len(v);
         if (n < 1 || n > MAX_INCLUDES)
                 return fail_at(l, v,
                                "found %s for include, expected a list of 1 "
@@ -1208,12 +1215,9 @@ static bool load_filter(ld_t *l, yaml_node_t *wv, yaml_node_t *ev,
                                 continue;
                         yaml_node_t *s = ex[k];
                         ld_t *own = l;
-                        ptrdiff_t n = s->type == YAML_SEQUENCE_NODE
-                                          ? s->data.sequence.items.top -
-                                                s->data.sequence.items.start
-                                          : -1;
                         if (s->type == YAML_SCALAR_NODE && slen(s) > 1 &&
                             stext(s)[0] == '@') {
+                                /* a named list: checked when it loaded */
                                 yaml_node_t *lst = find_list(l, stext(s) + 1,
                                                              slen(s) - 1, &own);
                                 if (!lst) {
@@ -1228,31 +1232,13 @@ static bool load_filter(ld_t *l, yaml_node_t *wv, yaml_node_t *ev,
                                                  slen(s)));
                                 }
                                 s = lst;
-                                n = -2; /* checked when the list loaded */
-                        }
-                        if (n != -2 && (n < 1 || n > PG_EXPR_MAX_LIST)) {
-                                free(src);
-                                return fail_at(
-                                    l, s,
-                                    "found %s for %s.%s, expected a list of "
-                                    "1 to %d values or @list",
-                                    node_desc(s, b, sizeof(b)), what,
-                                    ex_keys[k], PG_EXPR_MAX_LIST);
-                        }
-                        for (yaml_node_item_t *it =
-                                 s->data.sequence.items.start;
-                             n != -2 && it < s->data.sequence.items.top; it++) {
-                                yaml_node_t *nd = get_node(l, *it);
-                                if (!nd || nd->type != YAML_SCALAR_NODE ||
-                                    slen(nd) == 0 || slen(nd) > PG_STR_MAX) {
+                        } else {
+                                char lw[160];
+                                snprintf(lw, sizeof(lw), "%s.%s", what,
+                                         ex_keys[k]);
+                                if (!check_values(l, s, lw)) {
                                         free(src);
-                                        return fail_at(
-                                            l, nd ? nd : s,
-                                            "found %s in %s.%s, expected a "
-                                            "value of 1 to %d bytes",
-                                            nd ? node_desc(nd, b, sizeof(b))
-                                               : "?",
-                                            what, ex_keys[k], PG_STR_MAX);
+                                        return false;
                                 }
                         }
                         int w = snprintf(src + o, cap - o, "%s%s%s in ",

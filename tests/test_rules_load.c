@@ -908,6 +908,10 @@ static void filters_lists_and_metadata(void **state)
         assert_null(load(HEAD "  - id: r\n    detector: amount_mismatch\n"
                               "    except: {card_token: [x]}\n"));
         assert_non_null(strstr(err, "unknown key 'card_token'"));
+        /* an inline except list is checked like a named list */
+        assert_null(load(HEAD "  - id: r\n    detector: amount_mismatch\n"
+                              "    except: {merchant_id: [\"a'b\\\"c\"]}\n"));
+        assert_non_null(strstr(err, "t.yaml:5:28: found a value with both"));
         assert_null(load(HEAD "  - id: r\n    detector: amount_mismatch\n"
                               "    tags: oops\n"));
         assert_non_null(strstr(err, "expected a list of tags"));
