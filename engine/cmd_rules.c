@@ -802,10 +802,7 @@ int pg_cmd_backtest(int argc, char **argv)
                 int fmt = 0;
                 char key[300];
                 snprintf(key, sizeof(key), "input.format.%s", topic);
-                int bad =
-                    config && pg_kconf_load(&kc, config, err, sizeof(err));
-                for (int k = 0; !bad && k < nx; k++)
-                        bad = pg_kconf_set_arg(&kc, xs[k], err, sizeof(err));
+                int bad = pg_kconf_build(&kc, config, xs, nx, err, sizeof(err));
                 if (!bad)
                         bad = pg_kconf_choice(&kc, "input.format", fmts, 0,
                                               &fmt, err, sizeof(err)) ||

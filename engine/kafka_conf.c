@@ -267,3 +267,14 @@ fail:
         rd_kafka_conf_destroy(rc);
         return NULL;
 }
+
+int pg_kconf_build(pg_kconf_t *c, const char *config, const char *const *xs,
+                   int nx, char *err, size_t errsz)
+{
+        if (config && pg_kconf_load(c, config, err, errsz))
+                return -1;
+        for (int i = 0; i < nx; i++)
+                if (pg_kconf_set_arg(c, xs[i], err, errsz))
+                        return -1;
+        return 0;
+}

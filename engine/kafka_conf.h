@@ -33,6 +33,10 @@ void pg_kconf_free(pg_kconf_t *c);
  * whitespace around key and value ignored. Later settings win. Returns 0,
  * or -1 with "FILE:LINE: what" in err. */
 int pg_kconf_load(pg_kconf_t *c, const char *path, char *err, size_t errsz);
+/* The file at config (may be NULL), then the nx -X arguments in xs, as the
+ * commands take them. Returns 0, or -1 with err. */
+int pg_kconf_build(pg_kconf_t *c, const char *config, const char *const *xs,
+                   int nx, char *err, size_t errsz);
 /* One "key=value" (a -X argument). Returns 0 or -1 with err. */
 int pg_kconf_set_arg(pg_kconf_t *c, const char *arg, char *err, size_t errsz);
 void pg_kconf_set(pg_kconf_t *c, const char *key, const char *val,

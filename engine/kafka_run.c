@@ -155,6 +155,7 @@ struct run {
         bool produce_failed; /* the open transaction must abort */
         bool rebuild;        /* it aborted: rebuild every partition */
         int64_t last_commit;
+        int64_t now; /* monotonic ms, read once per loop turn */
         int64_t last_message;
         int64_t first_message;    /* 0: none yet */
         int64_t last_commit_done; /* when the last commit returned */
@@ -228,6 +229,23 @@ static void produce(run_t *r, const char *topic, const char *key,
         rd_kafka_poll(r->producer, 0);
 }
 
+/* Publish the output the caller encoded into r->obuf (n bytes; n < 0: the
+ * encoder refused it, which stops the run: an output must never be
+ * dropped). */
+static void publish(run_t *r, const char *topic, const char *key, int n,
+                    const char *const *hdr, int nhdr, const char *what,
+                    const char *id)
+{
+        if (n < 0) {
+                LOG_ERROR("event=encode_failed what=%s id=%s", what, id);
+                r->fatal = true;
+                return;
+        }
+        if (r->out_format == FMT_JSON && n > 0)
+                n--; /* the JSON encoders end a line: not in a message */
+        produce(r, topic, key, r->obuf, (size_t)n, hdr, nhdr);
+}
+
 static void sink_alert(void *opaque, const pg_alert_t *a)
 {
         part_t *p = opaque;
@@ -237,18 +255,11 @@ static void sink_alert(void *opaque, const pg_alert_t *a)
         int n = r->out_format == FMT_JSON
                     ? pg_codec_json_alert(r->obuf, sizeof(r->obuf), a)
                     : pg_codec_pb_alert(r->obuf, sizeof(r->obuf), a);
-        if (n < 0) {
-                LOG_ERROR("event=encode_failed what=alert alert_id=%s",
-                          a->alert_id);
-                r->fatal = true;
-                return;
-        }
-        if (r->out_format == FMT_JSON && n > 0)
-                n--; /* no newline inside a Kafka message */
         const char *hdr[] = {"finding",  a->finding, "severity", a->severity,
                              "rule_id",  a->rule_id, "mode",     a->mode,
                              "alert_id", a->alert_id};
-        produce(r, r->alerts_topic, a->merchant_id, r->obuf, (size_t)n, hdr, 5);
+        publish(r, r->alerts_topic, a->merchant_id, n, hdr, 5, "alert",
+                a->alert_id);
         r->c.alerts++;
 }
 
@@ -261,18 +272,10 @@ static void sink_refund(void *opaque, const pg_refund_t *f)
         int n = r->out_format == FMT_JSON
                     ? pg_codec_json_refund(r->obuf, sizeof(r->obuf), f)
                     : pg_codec_pb_refund(r->obuf, sizeof(r->obuf), f);
-        if (n < 0) {
-                LOG_ERROR("event=encode_failed what=refund refund_id=%s",
-                          f->refund_id);
-                r->fatal = true;
-                return;
-        }
-        if (r->out_format == FMT_JSON && n > 0)
-                n--;
         const char *hdr[] = {"reason",   f->reason,   "rule_id",
                              f->rule_id, "refund_id", f->refund_id};
-        produce(r, r->refunds_topic, f->merchant_id, r->obuf, (size_t)n, hdr,
-                3);
+        publish(r, r->refunds_topic, f->merchant_id, n, hdr, 3, "refund",
+                f->refund_id);
         r->c.refunds++;
 }
 
@@ -283,24 +286,12 @@ static void dead_letter(run_t *r, const rd_kafka_message_t *m, pg_reject_t code,
                                m->offset, -1};
         rd_kafka_timestamp_type_t tt;
         pos.timestamp_ms = rd_kafka_message_timestamp(m, &tt);
-        int n;
-        if (r->out_format == FMT_JSON) {
-                n = pg_codec_json_reject(r->obuf, sizeof(r->obuf), code, field,
-                                         detail, (uint64_t)m->offset,
-                                         m->payload, m->len);
-                if (n > 0)
-                        n--;
-        } else {
-                n = pg_codec_pb_reject(r->obuf, sizeof(r->obuf), code, field,
-                                       detail, &pos, m->payload, m->len);
-        }
-        if (n < 0) {
-                LOG_ERROR(
-                    "event=encode_failed what=dead_letter offset=%" PRId64,
-                    m->offset);
-                r->fatal = true;
-                return;
-        }
+        int n = r->out_format == FMT_JSON
+                    ? pg_codec_json_reject(r->obuf, sizeof(r->obuf), code,
+                                           field, detail, (uint64_t)m->offset,
+                                           m->payload, m->len)
+                    : pg_codec_pb_reject(r->obuf, sizeof(r->obuf), code, field,
+                                         detail, &pos, m->payload, m->len);
         char ps[16], os[24];
         snprintf(ps, sizeof(ps), "%" PRId32, m->partition);
         snprintf(os, sizeof(os), "%" PRId64, m->offset);
@@ -314,7 +305,7 @@ static void dead_letter(run_t *r, const rd_kafka_message_t *m, pg_reject_t code,
                              ps,
                              "source_offset",
                              os};
-        produce(r, r->dlq_topic, NULL, r->obuf, (size_t)n, hdr, 5);
+        publish(r, r->dlq_topic, NULL, n, hdr, 5, "dead_letter", os);
         r->c.dead_letters++;
 }
 
@@ -681,9 +672,8 @@ static bool rules_file_changed(run_t *r)
 static void maybe_reload(run_t *r)
 {
         bool due = reload_requested;
-        if (!due && r->watch_ms > 0 &&
-            mono_ms() - r->last_watch >= r->watch_ms) {
-                r->last_watch = mono_ms();
+        if (!due && r->watch_ms > 0 && r->now - r->last_watch >= r->watch_ms) {
+                r->last_watch = r->now;
                 due = rules_file_changed(r);
         }
         if (!due)
@@ -805,7 +795,7 @@ static void handle(run_t *r, const rd_kafka_message_t *m)
         if (!p)
                 return; /* a message of a partition no longer ours */
         p->eof = false;
-        r->last_message = mono_ms();
+        r->last_message = r->now;
         if (!r->first_message)
                 r->first_message = r->last_message;
         p->muted = m->offset < p->resume;
@@ -1124,7 +1114,7 @@ static int topic_partitions(run_t *r, const char *topic)
  * partition still held by a member that died is not ours yet: wait. */
 static bool caught_up(run_t *r)
 {
-        if (mono_ms() - r->last_message < r->until_idle_ms)
+        if (r->now - r->last_message < r->until_idle_ms)
                 return false;
         int n = 0, want = 0;
         for (int i = 0; i < MAX_SLOTS; i++) {
@@ -1235,16 +1225,11 @@ int pg_cmd_run(int argc, char **argv)
                         return 64;
                 }
         }
-        if (config && pg_kconf_load(&r->conf, config, err, sizeof(err))) {
+        if (pg_kconf_build(&r->conf, config, xs, nx, err, sizeof(err))) {
                 fprintf(stderr, "posguard run: %s\n", err);
+                pg_kconf_free(&r->conf);
                 return 78;
         }
-        for (int i = 0; i < nx; i++)
-                if (pg_kconf_set_arg(&r->conf, xs[i], err, sizeof(err))) {
-                        fprintf(stderr, "posguard run: %s\n", err);
-                        pg_kconf_free(&r->conf);
-                        return 64;
-                }
         if (setup(r, embedded, err, sizeof(err))) {
                 fprintf(stderr, "posguard run: %s\n", err);
                 teardown(r);
@@ -1277,15 +1262,16 @@ int pg_cmd_run(int argc, char **argv)
         r->last_message = mono_ms();
         while (!stop_requested && !r->fatal) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 50);
+                r->now = mono_ms(); /* the one clock read of this turn */
                 if (m) {
                         handle(r, m);
                         rd_kafka_message_destroy(m);
                 }
                 if (r->produce_failed)
                         txn_abort(r, "a produce failed");
-                if (mono_ms() - r->last_commit >= r->commit_interval_ms) {
+                if (r->now - r->last_commit >= r->commit_interval_ms) {
                         txn_commit(r);
-                        r->last_commit = mono_ms();
+                        r->last_commit = r->now = mono_ms();
                 }
                 if (r->rebuild && !r->fatal)
                         rebuild_all(r);

@@ -128,15 +128,10 @@ static int parse_args(const char *cmd, int argc, char **argv, tool_args_t *a,
                         return -1;
                 }
         }
-        if (config && pg_kconf_load(&a->conf, config, err, sizeof(err))) {
+        if (pg_kconf_build(&a->conf, config, xs, nx, err, sizeof(err))) {
                 fprintf(stderr, "posguard %s: %s\n", cmd, err);
                 return -1;
         }
-        for (int i = 0; i < nx; i++)
-                if (pg_kconf_set_arg(&a->conf, xs[i], err, sizeof(err))) {
-                        fprintf(stderr, "posguard %s: %s\n", cmd, err);
-                        return -1;
-                }
         return 0;
 }
 
