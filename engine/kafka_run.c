@@ -190,6 +190,21 @@ static void on_hup(int sig)
  * Producing outputs
  * ------------------------------------------------------------------- */
 
+/* A fatal producer error (fenced by a newer instance with the same
+ * transactional.id, or an unrecoverable state), wherever it shows first: a
+ * produce, a commit or an abort. Nothing more is committed; the run exits
+ * with status 2 and a restart resumes from the last commit. */
+static void stop_fatal(run_t *r, const char *what, const char *why)
+{
+        char buf[512];
+        if (rd_kafka_fatal_error(r->producer, buf, sizeof(buf)))
+                why = buf;
+        LOG_ERROR("event=transaction_fatal error=\"%s: %s\" (exiting; a "
+                  "restart resumes from the last commit)",
+                  what, why);
+        r->fatal = true;
+}
+
 /* Produce one message into the open transaction; waits while the local
  * queue is full. A failure other than a full queue makes the transaction
  * abortable: commit will fail and the run rebuilds. */
@@ -218,10 +233,14 @@ static void produce(run_t *r, const char *topic, const char *key,
                         rd_kafka_poll(r->producer, 50);
                         continue;
                 }
-                LOG_ERROR("event=produce_failed topic=%s error=\"%s\"", topic,
-                          rd_kafka_err2str(err));
                 if (h)
                         rd_kafka_headers_destroy(h);
+                if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                        stop_fatal(r, "produce", rd_kafka_err2str(err));
+                        break;
+                }
+                LOG_ERROR("event=produce_failed topic=%s error=\"%s\"", topic,
+                          rd_kafka_err2str(err));
                 r->produce_failed = true;
                 break;
         }
@@ -460,8 +479,13 @@ static void txn_begin(run_t *r)
 {
         rd_kafka_error_t *e = rd_kafka_begin_transaction(r->producer);
         if (e) {
-                LOG_ERROR("event=begin_transaction_failed error=\"%s\"",
-                          rd_kafka_error_string(e));
+                if (rd_kafka_error_is_fatal(e))
+                        stop_fatal(r, "begin_transaction",
+                                   rd_kafka_error_string(e));
+                else
+                        LOG_ERROR("event=begin_transaction_failed "
+                                  "error=\"%s\"",
+                                  rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
                 r->fatal = true;
         }
@@ -475,10 +499,9 @@ static int txn_abort(run_t *r, const char *why)
         LOG_WARN("event=transaction_abort reason=\"%s\"", why);
         rd_kafka_error_t *e = rd_kafka_abort_transaction(r->producer, -1);
         if (e) {
-                LOG_ERROR("event=abort_failed error=\"%s\"",
-                          rd_kafka_error_string(e));
+                /* an abort that fails leaves no way to go on */
+                stop_fatal(r, "abort_transaction", rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
-                r->fatal = true;
                 return TXN_FATAL;
         }
         r->c.aborts++;
@@ -493,11 +516,8 @@ static int txn_fail(run_t *r, rd_kafka_error_t *e, const char *what)
         char msg[512];
         snprintf(msg, sizeof(msg), "%s: %s", what, rd_kafka_error_string(e));
         if (rd_kafka_error_is_fatal(e)) {
-                LOG_ERROR("event=transaction_fatal error=\"%s\" (exiting; "
-                          "a restart resumes from the last commit)",
-                          msg);
+                stop_fatal(r, what, rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
-                r->fatal = true;
                 return TXN_FATAL;
         }
         bool abortable = rd_kafka_error_txn_requires_abort(e);
