@@ -18,11 +18,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cmd_rules.h"
 #include "codec_json.h"
 #include "engine.h"
 #include "kafka_run.h"
+#include "pipeline.h"
 #include "replay.h"
 #include "rules.h"
 
@@ -61,29 +63,38 @@ static void usage(FILE *f)
               "becomes a\n"
               "                            refund_blocked alert\n"
               "  --max-state-mb N          state memory cap (default 1024)\n"
+              "  --partitions P            route records to P engines by "
+              "merchant_id,\n"
+              "                            as a P-partition topic would "
+              "(default 1)\n"
+              "  --threads N               worker threads for the P engines "
+              "(default:\n"
+              "                            cores, at most P); outputs do not "
+              "depend on N\n"
               "  --quiet                   no summary on stderr\n",
               f);
 }
 
-typedef struct out_ctx {
-        FILE *out;
-        char buf[PG_JSON_OUT_MAX];
-} out_ctx_t;
-
-static void on_alert(void *opaque, const pg_alert_t *a)
+static void write_out(void *opaque, const char *buf, size_t len)
 {
-        out_ctx_t *o = opaque;
-        int n = pg_codec_json_alert(o->buf, sizeof(o->buf), a);
-        if (n > 0)
-                fwrite(o->buf, 1, (size_t)n, o->out);
+        fwrite(buf, 1, len, opaque);
 }
 
-static void on_refund(void *opaque, const pg_refund_t *r)
+/* replay drives a pipeline; outputs in flight are written every SYNC_EVERY
+ * records so that they never pile up in memory */
+#define SYNC_EVERY 65536
+
+typedef struct replay_ctx {
+        pg_pipeline_t *pl;
+        uint64_t n;
+} replay_ctx_t;
+
+static void replay_push(void *opaque, const pg_record_t *rec)
 {
-        out_ctx_t *o = opaque;
-        int n = pg_codec_json_refund(o->buf, sizeof(o->buf), r);
-        if (n > 0)
-                fwrite(o->buf, 1, (size_t)n, o->out);
+        replay_ctx_t *rx = opaque;
+        pg_pipeline_push(rx->pl, rec);
+        if (++rx->n % SYNC_EVERY == 0)
+                pg_pipeline_sync(rx->pl);
 }
 
 static int parse_i64(const char *s, int64_t *v)
@@ -205,10 +216,13 @@ static int cmd_replay(int argc, char **argv)
             {"kill-switch", no_argument, 0, 'k'},
             {"max-state-mb", required_argument, 0, 'x'},
             {"quiet", no_argument, 0, 'q'},
+            {"partitions", required_argument, 0, 'P'},
+            {"threads", required_argument, 0, 'T'},
             {"help", no_argument, 0, 'h'},
             {0, 0, 0, 0}};
         const char *rules_path = NULL, *input = NULL, *dlq_path = NULL,
                    *stats_path = NULL;
+        int partitions = 1, threads = 0;
         pg_engine_conf_t conf;
         memset(&conf, 0, sizeof(conf));
         bool quiet = false;
@@ -261,6 +275,25 @@ static int cmd_replay(int argc, char **argv)
                 case 'k':
                         conf.kill_switch = true;
                         break;
+                case 'P':
+                case 'T':
+                        if (parse_i64(optarg, &v) < 0 || v < 1 ||
+                            v > (c == 'P' ? PG_PIPELINE_MAX_PARTITIONS
+                                          : PG_PIPELINE_MAX_THREADS)) {
+                                fprintf(stderr,
+                                        "posguard: --%s needs an integer from "
+                                        "1 to %d, got '%s'\n",
+                                        c == 'P' ? "partitions" : "threads",
+                                        c == 'P' ? PG_PIPELINE_MAX_PARTITIONS
+                                                 : PG_PIPELINE_MAX_THREADS,
+                                        optarg);
+                                return 2;
+                        }
+                        if (c == 'P')
+                                partitions = (int)v;
+                        else
+                                threads = (int)v;
+                        break;
                 case 'q':
                         quiet = true;
                         break;
@@ -289,13 +322,18 @@ static int cmd_replay(int argc, char **argv)
                 pg_rules_free(rs);
                 return 1;
         }
-        static out_ctx_t out;
-        out.out = stdout;
         static char obuf[1 << 16];
         setvbuf(stdout, obuf, _IOFBF, sizeof(obuf));
-        pg_sink_t sink = {on_alert, on_refund, &out};
-        pg_engine_t *e = pg_engine_new(rs, &conf, &sink, err, sizeof(err));
-        if (!e) {
+        if (!threads) {
+                long cores = sysconf(_SC_NPROCESSORS_ONLN);
+                threads = cores > 0 ? (int)cores : 1;
+        }
+        pg_pipeline_conf_t pc = {partitions,          threads,
+                                 pg_codec_json_alert, pg_codec_json_refund,
+                                 write_out,           stdout};
+        replay_ctx_t rx = {0};
+        rx.pl = pg_pipeline_new(rs, &conf, &pc, err, sizeof(err));
+        if (!rx.pl) {
                 fprintf(stderr, "posguard: %s\n", err);
                 return 1;
         }
@@ -304,15 +342,23 @@ static int cmd_replay(int argc, char **argv)
         memset(&counts, 0, sizeof(counts));
         double t0 = now_s();
         int rc = 0;
-        if (pg_replay_feed(e, input, dlq, &counts, err, sizeof(err))) {
+        if (pg_replay_feed_fn(replay_push, &rx, input, dlq, &counts, err,
+                              sizeof(err))) {
                 fprintf(stderr, "posguard: cannot read input: %s\n", err);
                 rc = 1;
         }
-        pg_engine_flush(e);
+        pg_pipeline_flush(rx.pl);
         fflush(stdout);
         double secs = now_s() - t0;
+        if (pg_pipeline_encode_errors(rx.pl)) {
+                fprintf(stderr,
+                        "posguard: %" PRIu64 " outputs could not be "
+                        "encoded\n",
+                        pg_pipeline_encode_errors(rx.pl));
+                rc = 1;
+        }
         pg_engine_stats_t st;
-        pg_engine_stats(e, &st);
+        pg_pipeline_stats(rx.pl, &st);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         if (!quiet)
@@ -330,7 +376,7 @@ static int cmd_replay(int argc, char **argv)
         }
         if (dlq)
                 fclose(dlq);
-        pg_engine_free(e);
+        pg_pipeline_free(rx.pl);
         pg_rules_free(rs);
         return rc;
 }

@@ -7,8 +7,20 @@
 
 #include "source_file.h"
 
+static void push_engine(void *opaque, const pg_record_t *rec)
+{
+        pg_engine_push(opaque, rec);
+}
+
 int pg_replay_feed(pg_engine_t *e, const char *path, FILE *dlq,
                    pg_replay_counts_t *counts, char *err, size_t errsz)
+{
+        return pg_replay_feed_fn(push_engine, e, path, dlq, counts, err, errsz);
+}
+
+int pg_replay_feed_fn(void (*push)(void *opaque, const pg_record_t *rec),
+                      void *opaque, const char *path, FILE *dlq,
+                      pg_replay_counts_t *counts, char *err, size_t errsz)
 {
         pg_source_file_t *src = pg_source_file_open(path, err, errsz);
         if (!src)
@@ -43,7 +55,7 @@ int pg_replay_feed(pg_engine_t *e, const char *path, FILE *dlq,
                                                   detail, sizeof(detail));
                 }
                 if (why == PG_REJ_NONE) {
-                        pg_engine_push(e, &rec);
+                        push(opaque, &rec);
                         continue;
                 }
                 counts->rejected++;

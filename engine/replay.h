@@ -25,5 +25,10 @@ typedef struct pg_replay_counts {
  */
 int pg_replay_feed(pg_engine_t *e, const char *path, FILE *dlq,
                    pg_replay_counts_t *counts, char *err, size_t errsz);
+/* The same, handing each accepted record to push(opaque, rec) (the record
+ * is valid during the call only). */
+int pg_replay_feed_fn(void (*push)(void *opaque, const pg_record_t *rec),
+                      void *opaque, const char *path, FILE *dlq,
+                      pg_replay_counts_t *counts, char *err, size_t errsz);
 
 #endif

@@ -53,3 +53,9 @@ set_tests_properties(determinism bad_input_never_crashes PROPERTIES LABELS e2e)
 add_test(NAME rule_workflow
          COMMAND ${PG_T}/rule_workflow.sh $<TARGET_FILE:posguard> ${PG_RULES})
 set_tests_properties(rule_workflow PROPERTIES LABELS "e2e")
+# The parallel engine equals the single-threaded one for any thread count
+# (label unit: the TSan pass runs it too).
+add_test(NAME thread_equivalence
+         COMMAND ${PG_T}/thread_equivalence.sh $<TARGET_FILE:posguard>
+                 ${PG_RULES})
+set_tests_properties(thread_equivalence PROPERTIES LABELS "unit;e2e")
