@@ -6,9 +6,15 @@
 //   insert all N, look all N up (hits), then remove all N in insertion order
 // (the engine's tables expire by event time in that order: pg_table_expire
 // with a time past every entry; ck_ht / cds_lfht remove key by key).
-// Reported: items_per_second over the 3N operations, single thread (our
-// table is single-writer today; issue 5 makes it concurrent, and this file
-// grows a thread axis then).
+// Reported: items_per_second over the 3N operations.
+//
+// Single thread (BM_<table>/N): posguard's sequential table (the engine's
+// today), posguard's concurrent table (state_ctable.c), ck_ht, cds_lfht.
+// Thread axis (BM_mt_<table>/N/T, T = 1, 2, 4, ... up to the cores): the
+// same workload split over T threads on one shared table, each thread on
+// its own N/T keys (the engine's partitions sharing a table). ck_ht is
+// single-writer (SPMC): its thread axis is one writer doing the inserts and
+// removals while T-1 readers do the lookups, which is the most it allows.
 //
 // Run: bench/tables.sh (writes bench/results/tables-<host>-<date>.json).
 #include <benchmark/benchmark.h>
@@ -24,9 +30,13 @@ extern "C" {
 #include <urcu.h>
 #include <urcu/rculfhash.h>
 
+#include "state_ctable.h"
 #include "state_table.h"
 #include "util_mem.h"
 }
+
+#include <atomic>
+#include <thread>
 
 namespace
 {
@@ -203,16 +213,243 @@ void BM_cds_lfht(benchmark::State &state)
         report(state, n);
 }
 
+// ---------------------------------------------------------------- ctable
+
+struct Ct {
+        pg_epoch_t *ep;
+        pg_ctable_t *t;
+        Ct()
+        {
+                ep = pg_epoch_new();
+                char err[128];
+                pg_ctable_conf_t c = {"bench", 16, size_t(16) << 30, 1024};
+                t = pg_ctable_new(&c, ep, err, sizeof(err));
+        }
+        ~Ct()
+        {
+                pg_epoch_reclaim(ep);
+                pg_ctable_free(t);
+                pg_epoch_free(ep);
+        }
+};
+
+// keys [from, to): insert, look up, remove; on one registered thread
+void ct_work(Ct &ct, const std::vector<Key> &keys, size_t from, size_t to)
+{
+        pg_epoch_handle_t h;
+        pg_epoch_register(ct.ep, &h);
+        pg_epoch_enter(&h);
+        for (size_t i = from; i < to; i++) {
+                pg_key_t k = {keys[i].lo, keys[i].hi};
+                benchmark::DoNotOptimize(pg_ctable_upsert(
+                    ct.t, k, 0, int64_t(i) + 1, true, nullptr, nullptr));
+                if ((i & 1023) == 0) {
+                        pg_epoch_exit(&h);
+                        pg_epoch_enter(&h);
+                }
+        }
+        char v[16];
+        for (size_t i = from; i < to; i++) {
+                pg_key_t k = {keys[i].lo, keys[i].hi};
+                benchmark::DoNotOptimize(pg_ctable_get(ct.t, k, 0, v));
+        }
+        for (size_t i = from; i < to; i++) {
+                pg_key_t k = {keys[i].lo, keys[i].hi};
+                pg_ctable_remove(ct.t, k, 0);
+        }
+        pg_epoch_exit(&h);
+        pg_epoch_unregister(&h);
+}
+
+void BM_posguard_ctable(benchmark::State &state)
+{
+        size_t n = size_t(state.range(0));
+        std::vector<Key> keys = make_keys(n);
+        for (auto _ : state) {
+                Ct ct;
+                ct_work(ct, keys, 0, n);
+                pg_ctable_stats_t st;
+                pg_ctable_stats(ct.t, &st);
+                if (st.live != 0)
+                        state.SkipWithError("entries left");
+        }
+        report(state, n);
+}
+
+template <typename F> void split_threads(size_t n, int nt, F f)
+{
+        std::vector<std::thread> th;
+        for (int i = 0; i < nt; i++)
+                th.emplace_back(f, n * size_t(i) / size_t(nt),
+                                n * size_t(i + 1) / size_t(nt));
+        for (auto &t : th)
+                t.join();
+}
+
+void BM_mt_posguard_ctable(benchmark::State &state)
+{
+        size_t n = size_t(state.range(0));
+        int nt = int(state.range(1));
+        std::vector<Key> keys = make_keys(n);
+        for (auto _ : state) {
+                Ct ct;
+                split_threads(n, nt, [&](size_t a, size_t b) {
+                        ct_work(ct, keys, a, b);
+                });
+        }
+        report(state, n);
+}
+
+void lf_work(struct cds_lfht *ht, const std::vector<Key> &keys,
+             std::vector<LfNode> &nodes, size_t from, size_t to)
+{
+        rcu_register_thread();
+        rcu_read_lock();
+        for (size_t i = from; i < to; i++) {
+                cds_lfht_node_init(&nodes[i].node);
+                nodes[i].key = keys[i];
+                unsigned long h = keys[i].lo ^ keys[i].hi;
+                benchmark::DoNotOptimize(cds_lfht_add_unique(
+                    ht, h, lf_match, &keys[i], &nodes[i].node));
+        }
+        for (size_t i = from; i < to; i++) {
+                struct cds_lfht_iter it;
+                unsigned long h = keys[i].lo ^ keys[i].hi;
+                cds_lfht_lookup(ht, h, lf_match, &keys[i], &it);
+                benchmark::DoNotOptimize(cds_lfht_iter_get_node(&it));
+        }
+        for (size_t i = from; i < to; i++)
+                cds_lfht_del(ht, &nodes[i].node);
+        rcu_read_unlock();
+        rcu_unregister_thread();
+}
+
+void BM_mt_cds_lfht(benchmark::State &state)
+{
+        size_t n = size_t(state.range(0));
+        int nt = int(state.range(1));
+        std::vector<Key> keys = make_keys(n);
+        std::vector<LfNode> nodes(n);
+        rcu_register_thread();
+        for (auto _ : state) {
+                struct cds_lfht *ht = cds_lfht_new(
+                    1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+                    nullptr);
+                split_threads(n, nt, [&](size_t a, size_t b) {
+                        lf_work(ht, keys, nodes, a, b);
+                });
+                synchronize_rcu();
+                cds_lfht_destroy(ht, nullptr);
+        }
+        rcu_unregister_thread();
+        report(state, n);
+}
+
+// ck_ht: one writer (inserts, then removals after the readers finish),
+// T-1 readers looking up the keys as they appear (T = 1: the writer looks
+// them up itself).
+void BM_mt_ck_ht(benchmark::State &state)
+{
+        size_t n = size_t(state.range(0));
+        int nt = int(state.range(1));
+        std::vector<Key> keys = make_keys(n);
+        std::vector<char> values(16 * n);
+        for (auto _ : state) {
+                ck_ht_t ht;
+                if (!ck_ht_init(&ht, CK_HT_MODE_BYTESTRING, ck_hash, &ck_mem,
+                                1024, 1)) {
+                        state.SkipWithError("ck_ht_init");
+                        break;
+                }
+                std::atomic<size_t> inserted{0};
+                auto lookup = [&](size_t a, size_t b) {
+                        for (size_t i = a; i < b; i++) {
+                                while (inserted.load(
+                                           std::memory_order_acquire) <= i)
+                                        std::this_thread::yield();
+                                ck_ht_entry_t e;
+                                ck_ht_hash_t h;
+                                ck_ht_hash(&h, &ht, &keys[i], sizeof(Key));
+                                ck_ht_entry_key_set(&e, &keys[i], sizeof(Key));
+                                benchmark::DoNotOptimize(
+                                    ck_ht_get_spmc(&ht, h, &e));
+                        }
+                };
+                std::vector<std::thread> readers;
+                for (int r = 1; r < nt; r++)
+                        readers.emplace_back(lookup,
+                                             n * size_t(r - 1) / size_t(nt - 1),
+                                             n * size_t(r) / size_t(nt - 1));
+                for (size_t i = 0; i < n; i++) {
+                        ck_ht_entry_t e;
+                        ck_ht_hash_t h;
+                        ck_ht_hash(&h, &ht, &keys[i], sizeof(Key));
+                        ck_ht_entry_set(&e, h, &keys[i], sizeof(Key),
+                                        &values[16 * i]);
+                        ck_ht_put_spmc(&ht, h, &e);
+                        inserted.store(i + 1, std::memory_order_release);
+                }
+                if (nt == 1)
+                        lookup(0, n);
+                for (auto &t : readers)
+                        t.join();
+                for (size_t i = 0; i < n; i++) {
+                        ck_ht_entry_t e;
+                        ck_ht_hash_t h;
+                        ck_ht_hash(&h, &ht, &keys[i], sizeof(Key));
+                        ck_ht_entry_key_set(&e, &keys[i], sizeof(Key));
+                        ck_ht_remove_spmc(&ht, h, &e);
+                }
+                ck_ht_destroy(&ht);
+        }
+        report(state, n);
+}
+
 } // namespace
 
-BENCHMARK(BM_posguard_table)
-    ->Arg(1 << 16)
-    ->Arg(1 << 20)
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_ck_ht)->Arg(1 << 16)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_cds_lfht)
-    ->Arg(1 << 16)
-    ->Arg(1 << 20)
-    ->Unit(benchmark::kMillisecond);
-
-BENCHMARK_MAIN();
+// PG_BENCH_BIG=1 adds the 20M-key sizes (one iteration each: minutes, and
+// a few GiB of memory).
+int main(int argc, char **argv)
+{
+        bool big = std::getenv("PG_BENCH_BIG") != nullptr;
+        std::vector<int64_t> sizes = {1 << 16, 1 << 20};
+        if (big)
+                sizes.push_back(20 << 20);
+        int cores = int(std::thread::hardware_concurrency());
+        std::vector<int64_t> threads;
+        for (int t = 1; t <= (cores > 1 ? cores : 1); t *= 2)
+                threads.push_back(t);
+        if (threads.back() != cores && cores > 1)
+                threads.push_back(cores);
+        auto one = [&](const char *name, void (*fn)(benchmark::State &)) {
+                for (int64_t n : sizes) {
+                        auto *b = benchmark::RegisterBenchmark(name, fn)
+                                      ->Arg(n)
+                                      ->Unit(benchmark::kMillisecond);
+                        if (n > (1 << 20))
+                                b->Iterations(1);
+                }
+        };
+        one("BM_posguard_table", BM_posguard_table);
+        one("BM_posguard_ctable", BM_posguard_ctable);
+        one("BM_ck_ht", BM_ck_ht);
+        one("BM_cds_lfht", BM_cds_lfht);
+        auto mt = [&](const char *name, void (*fn)(benchmark::State &)) {
+                for (int64_t n : sizes)
+                        for (int64_t t : threads) {
+                                auto *b = benchmark::RegisterBenchmark(name, fn)
+                                              ->Args({n, t})
+                                              ->UseRealTime()
+                                              ->Unit(benchmark::kMillisecond);
+                                if (n > (1 << 20))
+                                        b->Iterations(1);
+                        }
+        };
+        mt("BM_mt_posguard_ctable", BM_mt_posguard_ctable);
+        mt("BM_mt_ck_ht", BM_mt_ck_ht);
+        mt("BM_mt_cds_lfht", BM_mt_cds_lfht);
+        benchmark::Initialize(&argc, argv);
+        benchmark::RunSpecifiedBenchmarks();
+        benchmark::Shutdown();
+        return 0;
+}

@@ -68,6 +68,7 @@
  */
 #include "state_ctable.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,7 +716,7 @@ void pg_ctable_expire(pg_ctable_t *t, int64_t now, size_t max_work)
                         }
                 }
         }
-        if (atomic_load_explicit(&t->ep->pending, memory_order_relaxed))
+        if (pg_epoch_pending(t->ep))
                 pg_epoch_reclaim(t->ep);
 }
 

@@ -95,7 +95,7 @@ bool pg_ctable_remove(pg_ctable_t *t, pg_key_t k, int64_t now);
  * progress and frees retired arrays that nobody can see any more. */
 void pg_ctable_expire(pg_ctable_t *t, int64_t now, size_t max_work);
 
-typedef struct pg_ctable_stats {
+typedef struct {
         size_t live;  /* entries inserted and not yet removed/swept */
         size_t cap;   /* slots of the current array */
         size_t bytes; /* slot memory, including an array being left */

@@ -27,9 +27,26 @@
  */
 #include "state_epoch.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "util_mem.h"
+
+typedef struct pg_epoch_retired pg_epoch_retired_t;
+
+struct pg_epoch {
+        _Atomic uint64_t global; /* starts at 1; 0 in a slot = quiescent */
+        /* slot i: 0 when free, 1 when registered (claimed by CAS) */
+        _Atomic int used[PG_EPOCH_MAX_THREADS];
+        /* slot i: epoch seen at enter, 0 outside a section; written only by
+         * the slot's owner */
+        _Atomic uint64_t local[PG_EPOCH_MAX_THREADS];
+        /* retired memory: a Treiber stack, pushed by any thread, taken
+         * whole by the one reclaimer */
+        _Atomic(pg_epoch_retired_t *) retired;
+        atomic_flag reclaiming; /* one reclaimer at a time, never waited on */
+        _Atomic size_t pending; /* retired, not yet freed */
+};
 
 struct pg_epoch_retired {
         pg_epoch_retired_t *next;
@@ -38,8 +55,9 @@ struct pg_epoch_retired {
         uint64_t epoch;
 };
 
-void pg_epoch_init(pg_epoch_t *ep)
+pg_epoch_t *pg_epoch_new(void)
 {
+        pg_epoch_t *ep = pg_xmalloc(sizeof(*ep));
         atomic_init(&ep->global, 1);
         for (int i = 0; i < PG_EPOCH_MAX_THREADS; i++) {
                 atomic_init(&ep->used[i], 0);
@@ -48,11 +66,19 @@ void pg_epoch_init(pg_epoch_t *ep)
         atomic_init(&ep->retired, NULL);
         atomic_flag_clear(&ep->reclaiming);
         atomic_init(&ep->pending, 0);
-        atomic_init(&ep->freed, 0);
+        return ep;
 }
 
-void pg_epoch_destroy(pg_epoch_t *ep)
+size_t pg_epoch_pending(pg_epoch_t *ep)
 {
+        /* relaxed: a hint for callers deciding whether to reclaim */
+        return atomic_load_explicit(&ep->pending, memory_order_relaxed);
+}
+
+void pg_epoch_free(pg_epoch_t *ep)
+{
+        if (!ep)
+                return;
         pg_epoch_retired_t *r = atomic_exchange(&ep->retired, NULL);
         while (r) {
                 pg_epoch_retired_t *next = r->next;
@@ -60,7 +86,7 @@ void pg_epoch_destroy(pg_epoch_t *ep)
                 free(r);
                 r = next;
         }
-        atomic_store(&ep->pending, 0);
+        free(ep);
 }
 
 bool pg_epoch_register(pg_epoch_t *ep, pg_epoch_handle_t *h)
@@ -145,7 +171,6 @@ size_t pg_epoch_reclaim(pg_epoch_t *ep)
                 if (keep)
                         push_list(ep, keep, keep_last);
                 atomic_fetch_sub(&ep->pending, n);
-                atomic_fetch_add(&ep->freed, n);
         }
         atomic_flag_clear(&ep->reclaiming);
         return n;

@@ -16,38 +16,25 @@
 #ifndef PG_STATE_EPOCH_H
 #define PG_STATE_EPOCH_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define PG_EPOCH_MAX_THREADS 128
 
-typedef struct pg_epoch_retired pg_epoch_retired_t;
-
-typedef struct pg_epoch {
-        _Atomic uint64_t global; /* starts at 1; 0 in a slot = quiescent */
-        /* slot i: 0 when free, 1 when registered (claimed by CAS) */
-        _Atomic int used[PG_EPOCH_MAX_THREADS];
-        /* slot i: epoch seen at enter, 0 outside a section; written only by
-         * the slot's owner */
-        _Atomic uint64_t local[PG_EPOCH_MAX_THREADS];
-        /* retired memory: a Treiber stack, pushed by any thread, taken
-         * whole by the one reclaimer */
-        _Atomic(pg_epoch_retired_t *) retired;
-        atomic_flag reclaiming; /* one reclaimer at a time, never waited on */
-        _Atomic size_t pending; /* retired, not yet freed */
-        _Atomic uint64_t freed; /* total freed */
-} pg_epoch_t;
+typedef struct pg_epoch pg_epoch_t;
 
 typedef struct pg_epoch_handle {
         pg_epoch_t *ep;
         int slot;
 } pg_epoch_handle_t;
 
-void pg_epoch_init(pg_epoch_t *ep);
-/* Frees everything still retired: call when no thread uses the domain. */
-void pg_epoch_destroy(pg_epoch_t *ep);
+pg_epoch_t *pg_epoch_new(void);
+/* Frees everything still retired, then the domain: call when no thread
+ * uses it any more. */
+void pg_epoch_free(pg_epoch_t *ep);
+/* Retired blocks not yet freed. */
+size_t pg_epoch_pending(pg_epoch_t *ep);
 
 /* Claim a slot for the calling thread; false when PG_EPOCH_MAX_THREADS
  * threads are registered already. */

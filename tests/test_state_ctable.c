@@ -25,7 +25,7 @@ static pg_key_t key(uint64_t i)
 }
 
 typedef struct fixture {
-        pg_epoch_t ep;
+        pg_epoch_t *ep;
         pg_epoch_handle_t h;
         pg_ctable_t *t;
 } fixture_t;
@@ -33,11 +33,11 @@ typedef struct fixture {
 static fixture_t *open_table(size_t value_size, size_t max_bytes)
 {
         fixture_t *f = calloc(1, sizeof(*f));
-        pg_epoch_init(&f->ep);
-        assert_true(pg_epoch_register(&f->ep, &f->h));
+        f->ep = pg_epoch_new();
+        assert_true(pg_epoch_register(f->ep, &f->h));
         char err[128];
         pg_ctable_conf_t c = {"t", value_size, max_bytes, 0};
-        f->t = pg_ctable_new(&c, &f->ep, err, sizeof(err));
+        f->t = pg_ctable_new(&c, f->ep, err, sizeof(err));
         assert_non_null(f->t);
         pg_epoch_enter(&f->h);
         return f;
@@ -46,10 +46,10 @@ static fixture_t *open_table(size_t value_size, size_t max_bytes)
 static void close_table(fixture_t *f)
 {
         pg_epoch_exit(&f->h);
-        pg_epoch_reclaim(&f->ep);
+        pg_epoch_reclaim(f->ep);
         pg_ctable_free(f->t);
         pg_epoch_unregister(&f->h);
-        pg_epoch_destroy(&f->ep);
+        pg_epoch_free(f->ep);
         free(f);
 }
 
@@ -206,16 +206,15 @@ static void batch_lookup(void **state)
 
 static void bad_conf(void **state)
 {
-        pg_epoch_t ep;
-        pg_epoch_init(&ep);
+        pg_epoch_t *ep = pg_epoch_new();
         char err[128];
         pg_ctable_conf_t c = {"x", 12, 0, 0};
-        assert_null(pg_ctable_new(&c, &ep, err, sizeof(err)));
+        assert_null(pg_ctable_new(&c, ep, err, sizeof(err)));
         assert_non_null(strstr(err, "multiple of 8"));
         pg_ctable_conf_t c2 = {"x", 16, 1024, 0};
-        assert_null(pg_ctable_new(&c2, &ep, err, sizeof(err)));
+        assert_null(pg_ctable_new(&c2, ep, err, sizeof(err)));
         assert_non_null(strstr(err, "memory cap"));
-        pg_epoch_destroy(&ep);
+        pg_epoch_free(ep);
 }
 
 /* A long random run, op by op against a plain array model. */

@@ -79,7 +79,7 @@ static bool consistent(const val_t *v)
 enum { WRITERS = 4, READERS = 2, KEYS = 40000 };
 
 typedef struct shared {
-        pg_epoch_t ep;
+        pg_epoch_t *ep;
         pg_ctable_t *t;
         _Atomic int64_t now[WRITERS]; /* each writer's clock */
         _Atomic int writers_done;
@@ -103,7 +103,7 @@ static void *writer(void *p)
         wctx_t *w = p;
         shared_t *sh = w->sh;
         pg_epoch_handle_t h;
-        if (!pg_epoch_register(&sh->ep, &h))
+        if (!pg_epoch_register(sh->ep, &h))
                 abort();
         uint64_t x = 0x1234567ULL * (uint64_t)(w->id + 1);
         int64_t now = 0;
@@ -187,7 +187,7 @@ static void *reader(void *p)
 {
         shared_t *sh = p;
         pg_epoch_handle_t h;
-        if (!pg_epoch_register(&sh->ep, &h))
+        if (!pg_epoch_register(sh->ep, &h))
                 abort();
         uint64_t x = 987654321;
         while (atomic_load(&sh->writers_done) < WRITERS) {
@@ -214,10 +214,10 @@ static void *reader(void *p)
 static void owned_keys_vs_model(void **state)
 {
         shared_t *sh = calloc(1, sizeof(*sh));
-        pg_epoch_init(&sh->ep);
+        sh->ep = pg_epoch_new();
         char err[128];
         pg_ctable_conf_t c = {"owned", sizeof(val_t), 0, 0};
-        sh->t = pg_ctable_new(&c, &sh->ep, err, sizeof(err));
+        sh->t = pg_ctable_new(&c, sh->ep, err, sizeof(err));
         assert_non_null(sh->t);
         pthread_t tw[WRITERS], tr[READERS];
         wctx_t w[WRITERS];
@@ -250,7 +250,7 @@ static void owned_keys_vs_model(void **state)
 
         /* the final contents equal the union of the models */
         pg_epoch_handle_t h;
-        assert_true(pg_epoch_register(&sh->ep, &h));
+        assert_true(pg_epoch_register(sh->ep, &h));
         pg_epoch_enter(&h);
         for (int i = 0; i < WRITERS; i++) {
                 int64_t now = atomic_load(&sh->now[i]);
@@ -268,10 +268,10 @@ static void owned_keys_vs_model(void **state)
         }
         pg_epoch_exit(&h);
         pg_epoch_unregister(&h);
-        pg_epoch_reclaim(&sh->ep);
-        assert_int_equal(atomic_load(&sh->ep.pending), 0);
+        pg_epoch_reclaim(sh->ep);
+        assert_int_equal(pg_epoch_pending(sh->ep), 0);
         pg_ctable_free(sh->t);
-        pg_epoch_destroy(&sh->ep);
+        pg_epoch_free(sh->ep);
         free(sh);
 }
 
@@ -286,7 +286,7 @@ typedef struct hop {
 } hop_t;
 
 typedef struct cshared {
-        pg_epoch_t ep;
+        pg_epoch_t *ep;
         pg_ctable_t *t;
         _Atomic uint64_t ticket;
         _Atomic int incr_done;
@@ -317,7 +317,7 @@ static void *incrementer(void *p)
 {
         ictx_t *c = p;
         pg_epoch_handle_t h;
-        if (!pg_epoch_register(&c->sh->ep, &h))
+        if (!pg_epoch_register(c->sh->ep, &h))
                 abort();
         uint64_t x = 55555ULL + (uint64_t)c->id;
         size_t n = 40000 / SCALE;
@@ -357,7 +357,7 @@ static void *filler(void *p)
 {
         cshared_t *sh = p;
         pg_epoch_handle_t h;
-        if (!pg_epoch_register(&sh->ep, &h))
+        if (!pg_epoch_register(sh->ep, &h))
                 abort();
         uint64_t x = 777;
         uint64_t base = (uint64_t)(uintptr_t)&h % 1000 * 100000;
@@ -464,10 +464,10 @@ static void check_counter(ictx_t *c, int n_threads, int counter)
 static void shared_counters_linearizable(void **state)
 {
         cshared_t *sh = calloc(1, sizeof(*sh));
-        pg_epoch_init(&sh->ep);
+        sh->ep = pg_epoch_new();
         char err[128];
         pg_ctable_conf_t c = {"counters", sizeof(val_t), 0, 0};
-        sh->t = pg_ctable_new(&c, &sh->ep, err, sizeof(err));
+        sh->t = pg_ctable_new(&c, sh->ep, err, sizeof(err));
         assert_non_null(sh->t);
         pthread_t ti[INCR_THREADS], tf[FILLERS];
         ictx_t ic[INCR_THREADS];
@@ -490,9 +490,9 @@ static void shared_counters_linearizable(void **state)
                 check_counter(ic, INCR_THREADS, k);
         for (int i = 0; i < INCR_THREADS; i++)
                 free(ic[i].ops);
-        pg_epoch_reclaim(&sh->ep);
+        pg_epoch_reclaim(sh->ep);
         pg_ctable_free(sh->t);
-        pg_epoch_destroy(&sh->ep);
+        pg_epoch_free(sh->ep);
         free(sh);
 }
 
