@@ -35,16 +35,34 @@
  * unrecoverable producer error) -> log, leave the transaction uncommitted
  * and exit with status 2 so the supervisor restarts a clean process.
  *
- * Threads: one. librdkafka's threads do the network work; the rebalance
- * callback runs inside rd_kafka_consumer_poll on this thread.
+ * Threads. The consumer thread polls a batch of messages (up to BATCH_MAX,
+ * waiting only for the first), groups them by partition and hands the
+ * groups to the processing threads (setting `workers`, the consumer thread
+ * being one of them): each group is claimed whole by one thread (an atomic
+ * index), so a partition's messages are decoded and pushed into its engine
+ * in offset order by one thread at a time, and per-merchant order (the
+ * partition key) is kept. Outputs are produced from the processing thread
+ * (librdkafka's producer is thread-safe) into the open transaction. The
+ * consumer thread waits for every group of the batch (a barrier: one
+ * semaphore post per thread per batch, never per message) before it polls
+ * again, so rebalance callbacks, commits, aborts and reloads, which run on
+ * the consumer thread between batches, never meet a running engine, and a
+ * commit covers exactly what every thread has finished. Fields written by
+ * processing threads: part_t's own (one thread per batch owns the part),
+ * and the run's dirty / fatal / produce_failed flags (atomics); counters
+ * are kept per part and folded into the run's after each batch.
+ * librdkafka's threads do the network work.
  */
 #include "kafka_run.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +128,13 @@ static void logf_(const char *level, const char *fmt, ...)
 
 typedef struct run run_t;
 
+typedef struct counters {
+        uint64_t consumed, warmup, rejected, alerts, refunds, dead_letters;
+        uint64_t commits, aborts, rebuilds;
+        uint64_t reloads, reloads_failed;
+        uint64_t rejected_by[PG_REJ__COUNT];
+} counters_t;
+
 typedef struct part {
         run_t *run;
         int topic; /* index into run.in_topics */
@@ -122,14 +147,32 @@ typedef struct part {
         bool muted;             /* processing a warm-up message */
         bool eof;               /* at the end of the partition */
         uint64_t warm, live;
+        counters_t c; /* folded into the run's after each batch */
+        pg_pb_arena_t arena;
+        unsigned char *arena_buf;
+        char obuf[PG_PB_OUT_MAX > PG_JSON_OUT_MAX ? PG_PB_OUT_MAX
+                                                  : PG_JSON_OUT_MAX];
 } part_t;
 
-typedef struct counters {
-        uint64_t consumed, warmup, rejected, alerts, refunds, dead_letters;
-        uint64_t commits, aborts, rebuilds;
-        uint64_t reloads, reloads_failed;
-        uint64_t rejected_by[PG_REJ__COUNT];
-} counters_t;
+/* One batch's work for one partition: its messages, in offset order. */
+typedef struct job {
+        part_t *p;
+        rd_kafka_message_t **m;
+        size_t n;
+} job_t;
+
+#define BATCH_MAX 4096
+#define MAX_WORKERS 64
+
+typedef struct pool {
+        int n; /* threads besides the consumer's */
+        pthread_t th[MAX_WORKERS];
+        sem_t go, done;
+        job_t jobs[BATCH_MAX];
+        size_t njobs;
+        _Atomic size_t next; /* the next job to claim */
+        _Atomic int quit;
+} pool_t;
 
 struct run {
         pg_kconf_t conf;
@@ -148,12 +191,12 @@ struct run {
         int out_format;
         int64_t commit_interval_ms;
         part_t *parts[MAX_SLOTS]; /* [topic * MAX_PARTITIONS + partition] */
-        pg_pb_arena_t arena;
-        unsigned char *arena_buf;
-        bool dirty;          /* the open transaction holds something */
-        bool fatal;          /* stop now, commit nothing */
-        bool produce_failed; /* the open transaction must abort */
-        bool rebuild;        /* it aborted: rebuild every partition */
+        /* set by any processing thread, read by the consumer thread after
+         * the batch barrier (seq_cst: rare writes) */
+        _Atomic bool dirty;          /* the open transaction holds something */
+        _Atomic bool fatal;          /* stop now, commit nothing */
+        _Atomic bool produce_failed; /* the open transaction must abort */
+        bool rebuild;                /* it aborted: rebuild every partition */
         int64_t last_commit;
         int64_t now; /* monotonic ms, read once per loop turn */
         int64_t last_message;
@@ -166,8 +209,10 @@ struct run {
         int64_t watch_ms, last_watch;
         struct stat rules_st;
         counters_t c;
-        char obuf[PG_PB_OUT_MAX > PG_JSON_OUT_MAX ? PG_PB_OUT_MAX
-                                                  : PG_JSON_OUT_MAX];
+        int64_t workers; /* processing threads, the consumer's included */
+        pool_t pool;
+        rd_kafka_message_t *batch[BATCH_MAX];
+        size_t batch_n; /* polled, not yet processed */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -248,13 +293,14 @@ static void produce(run_t *r, const char *topic, const char *key,
         rd_kafka_poll(r->producer, 0);
 }
 
-/* Publish the output the caller encoded into r->obuf (n bytes; n < 0: the
+/* Publish the output the caller encoded into p->obuf (n bytes; n < 0: the
  * encoder refused it, which stops the run: an output must never be
- * dropped). */
-static void publish(run_t *r, const char *topic, const char *key, int n,
+ * dropped). From the thread processing p. */
+static void publish(part_t *p, const char *topic, const char *key, int n,
                     const char *const *hdr, int nhdr, const char *what,
                     const char *id)
 {
+        run_t *r = p->run;
         if (n < 0) {
                 LOG_ERROR("event=encode_failed what=%s id=%s", what, id);
                 r->fatal = true;
@@ -262,7 +308,7 @@ static void publish(run_t *r, const char *topic, const char *key, int n,
         }
         if (r->out_format == FMT_JSON && n > 0)
                 n--; /* the JSON encoders end a line: not in a message */
-        produce(r, topic, key, r->obuf, (size_t)n, hdr, nhdr);
+        produce(r, topic, key, p->obuf, (size_t)n, hdr, nhdr);
 }
 
 static void sink_alert(void *opaque, const pg_alert_t *a)
@@ -272,14 +318,14 @@ static void sink_alert(void *opaque, const pg_alert_t *a)
         if (p->muted)
                 return;
         int n = r->out_format == FMT_JSON
-                    ? pg_codec_json_alert(r->obuf, sizeof(r->obuf), a)
-                    : pg_codec_pb_alert(r->obuf, sizeof(r->obuf), a);
+                    ? pg_codec_json_alert(p->obuf, sizeof(p->obuf), a)
+                    : pg_codec_pb_alert(p->obuf, sizeof(p->obuf), a);
         const char *hdr[] = {"finding",  a->finding, "severity", a->severity,
                              "rule_id",  a->rule_id, "mode",     a->mode,
                              "alert_id", a->alert_id};
-        publish(r, r->alerts_topic, a->merchant_id, n, hdr, 5, "alert",
+        publish(p, r->alerts_topic, a->merchant_id, n, hdr, 5, "alert",
                 a->alert_id);
-        r->c.alerts++;
+        p->c.alerts++;
 }
 
 static void sink_refund(void *opaque, const pg_refund_t *f)
@@ -289,27 +335,28 @@ static void sink_refund(void *opaque, const pg_refund_t *f)
         if (p->muted)
                 return;
         int n = r->out_format == FMT_JSON
-                    ? pg_codec_json_refund(r->obuf, sizeof(r->obuf), f)
-                    : pg_codec_pb_refund(r->obuf, sizeof(r->obuf), f);
+                    ? pg_codec_json_refund(p->obuf, sizeof(p->obuf), f)
+                    : pg_codec_pb_refund(p->obuf, sizeof(p->obuf), f);
         const char *hdr[] = {"reason",   f->reason,   "rule_id",
                              f->rule_id, "refund_id", f->refund_id};
-        publish(r, r->refunds_topic, f->merchant_id, n, hdr, 3, "refund",
+        publish(p, r->refunds_topic, f->merchant_id, n, hdr, 3, "refund",
                 f->refund_id);
-        r->c.refunds++;
+        p->c.refunds++;
 }
 
-static void dead_letter(run_t *r, const rd_kafka_message_t *m, pg_reject_t code,
-                        const char *field, const char *detail)
+static void dead_letter(part_t *p, const rd_kafka_message_t *m,
+                        pg_reject_t code, const char *field, const char *detail)
 {
+        run_t *r = p->run;
         pg_source_pos_t pos = {rd_kafka_topic_name(m->rkt), m->partition,
                                m->offset, -1};
         rd_kafka_timestamp_type_t tt;
         pos.timestamp_ms = rd_kafka_message_timestamp(m, &tt);
         int n = r->out_format == FMT_JSON
-                    ? pg_codec_json_reject(r->obuf, sizeof(r->obuf), code,
+                    ? pg_codec_json_reject(p->obuf, sizeof(p->obuf), code,
                                            field, detail, (uint64_t)m->offset,
                                            m->payload, m->len)
-                    : pg_codec_pb_reject(r->obuf, sizeof(r->obuf), code, field,
+                    : pg_codec_pb_reject(p->obuf, sizeof(p->obuf), code, field,
                                          detail, &pos, m->payload, m->len);
         char ps[16], os[24];
         snprintf(ps, sizeof(ps), "%" PRId32, m->partition);
@@ -324,8 +371,8 @@ static void dead_letter(run_t *r, const rd_kafka_message_t *m, pg_reject_t code,
                              ps,
                              "source_offset",
                              os};
-        publish(r, r->dlq_topic, NULL, n, hdr, 5, "dead_letter", os);
-        r->c.dead_letters++;
+        publish(p, r->dlq_topic, NULL, n, hdr, 5, "dead_letter", os);
+        p->c.dead_letters++;
 }
 
 /* ---------------------------------------------------------------------
@@ -343,12 +390,24 @@ static part_t **slot(run_t *r, const char *topic, int32_t partition)
         return NULL;
 }
 
+/* Add a part's counters to the run's (consumer thread, between
+ * batches). */
+static void fold_counters(run_t *r, part_t *p)
+{
+        uint64_t *to = (uint64_t *)&r->c, *from = (uint64_t *)&p->c;
+        for (size_t i = 0; i < sizeof(counters_t) / sizeof(uint64_t); i++)
+                to[i] += from[i];
+        memset(&p->c, 0, sizeof(p->c));
+}
+
 static void part_free(part_t **s)
 {
         part_t *p = *s;
         if (!p)
                 return;
+        fold_counters(p->run, p);
         pg_engine_free(p->eng);
+        free(p->arena_buf);
         free(p);
         *s = NULL;
 }
@@ -365,6 +424,8 @@ static part_t *part_new(run_t *r, part_t **s, int topic, int32_t id,
         p->next = -1;
         p->committed_next = resume;
         p->max_t = wm;
+        p->arena_buf = pg_xmalloc(ARENA_BYTES);
+        pg_pb_arena_init(&p->arena, p->arena_buf, ARENA_BYTES);
         pg_sink_t sink = {sink_alert, sink_refund, p};
         char err[256];
         p->eng = pg_engine_new(r->rules, &r->econf, &sink, err, sizeof(err));
@@ -372,6 +433,7 @@ static part_t *part_new(run_t *r, part_t **s, int topic, int32_t id,
                 LOG_ERROR("event=engine_failed topic=%s partition=%d "
                           "error=\"%s\"",
                           r->in_topics[topic], id, err);
+                free(p->arena_buf);
                 free(p);
                 r->fatal = true;
                 return NULL;
@@ -746,10 +808,16 @@ static void maybe_reload(run_t *r)
  * Rebalance (cooperative-sticky: incremental)
  * ------------------------------------------------------------------- */
 
+static void run_pending(run_t *r);
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
         run_t *r = opaque;
+        /* messages polled before the rebalance belong to the old
+         * assignment: they are processed (and, on revoke, committed)
+         * before it changes */
+        run_pending(r);
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 plan_partitions(r, parts);
                 rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
@@ -798,28 +866,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  * One input message
  * ------------------------------------------------------------------- */
 
-static void handle(run_t *r, const rd_kafka_message_t *m)
+/* One message of partition p, on the thread that claimed p's job. */
+static void process(part_t *p, const rd_kafka_message_t *m)
 {
-        part_t **sl = slot(r, rd_kafka_topic_name(m->rkt), m->partition);
-        part_t *p = sl ? *sl : NULL;
-        if (m->err) {
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        if (p)
-                                p->eof = true;
-                } else {
-                        LOG_WARN("event=consume_error error=\"%s\"",
-                                 rd_kafka_message_errstr(m));
-                }
-                return;
-        }
-        if (!p)
-                return; /* a message of a partition no longer ours */
-        p->eof = false;
-        r->last_message = r->now;
-        if (!r->first_message)
-                r->first_message = r->last_message;
+        run_t *r = p->run;
         p->muted = m->offset < p->resume;
-        r->c.consumed++;
         pg_record_t rec;
         const char *field = NULL;
         char why[256];
@@ -828,8 +879,8 @@ static void handle(run_t *r, const rd_kafka_message_t *m)
                 rej = pg_codec_json_parse(m->payload, m->len, &rec, &field, why,
                                           sizeof(why));
         } else {
-                pg_pb_arena_reset(&r->arena);
-                rej = pg_codec_pb_parse(&r->arena, m->payload, m->len, &rec,
+                pg_pb_arena_reset(&p->arena);
+                rej = pg_codec_pb_parse(&p->arena, m->payload, m->len, &rec,
                                         &field, why, sizeof(why));
         }
         if (rej == PG_REJ_NONE) {
@@ -837,13 +888,13 @@ static void handle(run_t *r, const rd_kafka_message_t *m)
                         p->max_t = rec.event_time;
                 pg_engine_push(p->eng, &rec);
         } else if (!p->muted) {
-                r->c.rejected++;
-                r->c.rejected_by[rej]++;
-                dead_letter(r, m, rej, field, why);
+                p->c.rejected++;
+                p->c.rejected_by[rej]++;
+                dead_letter(p, m, rej, field, why);
         }
         if (p->muted) {
                 p->warm++;
-                r->c.warmup++;
+                p->c.warmup++;
                 if (m->offset + 1 == p->resume)
                         LOG_INFO("event=warmup_done topic=%s partition=%d "
                                  "records=%" PRIu64,
@@ -854,6 +905,148 @@ static void handle(run_t *r, const rd_kafka_message_t *m)
                 r->dirty = true;
         }
         p->muted = false;
+}
+
+static void run_jobs(run_t *r)
+{
+        pool_t *pl = &r->pool;
+        for (;;) {
+                /* relaxed: the jobs were published by the semaphore post
+                 * that woke this thread (or written by this thread) */
+                size_t i = atomic_fetch_add_explicit(&pl->next, 1,
+                                                     memory_order_relaxed);
+                if (i >= pl->njobs)
+                        return;
+                job_t *j = &pl->jobs[i];
+                for (size_t k = 0; k < j->n && !r->fatal; k++)
+                        process(j->p, j->m[k]);
+        }
+}
+
+static void *worker_main(void *arg)
+{
+        run_t *r = arg;
+        for (;;) {
+                while (sem_wait(&r->pool.go))
+                        ; /* EINTR */
+                if (atomic_load(&r->pool.quit))
+                        return NULL;
+                run_jobs(r);
+                sem_post(&r->pool.done);
+        }
+}
+
+static void pool_start(run_t *r)
+{
+        pool_t *pl = &r->pool;
+        sem_init(&pl->go, 0, 0);
+        sem_init(&pl->done, 0, 0);
+        atomic_init(&pl->next, 0);
+        atomic_init(&pl->quit, 0);
+        pl->n = 0;
+        for (int i = 0; i < r->workers - 1 && i < MAX_WORKERS; i++) {
+                if (pthread_create(&pl->th[i], NULL, worker_main, r)) {
+                        LOG_WARN("event=worker_start_failed started=%d", i);
+                        break;
+                }
+                pl->n++;
+        }
+}
+
+static void pool_stop(run_t *r)
+{
+        pool_t *pl = &r->pool;
+        atomic_store(&pl->quit, 1);
+        for (int i = 0; i < pl->n; i++)
+                sem_post(&pl->go);
+        for (int i = 0; i < pl->n; i++)
+                pthread_join(pl->th[i], NULL);
+        pl->n = 0;
+        sem_destroy(&pl->go);
+        sem_destroy(&pl->done);
+}
+
+/* Process r->batch[0..n): group the messages by partition (offset order
+ * kept within each), run the groups on the processing threads, wait for
+ * all of them, fold the counters, free the messages. */
+static void run_batch(run_t *r, size_t n)
+{
+        pool_t *pl = &r->pool;
+        static rd_kafka_message_t *grouped[BATCH_MAX];
+        part_t *owner[BATCH_MAX];
+        size_t used = 0;
+        pl->njobs = 0;
+        /* two passes: count per part, then place (n is small) */
+        for (size_t i = 0; i < n; i++) {
+                rd_kafka_message_t *m = r->batch[i];
+                part_t **sl =
+                    slot(r, rd_kafka_topic_name(m->rkt), m->partition);
+                part_t *p = sl ? *sl : NULL;
+                owner[i] = NULL;
+                if (m->err) {
+                        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                                if (p)
+                                        p->eof = true;
+                        } else {
+                                LOG_WARN("event=consume_error error=\"%s\"",
+                                         rd_kafka_message_errstr(m));
+                        }
+                        continue;
+                }
+                if (!p)
+                        continue; /* a message of a partition no longer ours */
+                p->eof = false;
+                r->last_message = r->now;
+                if (!r->first_message)
+                        r->first_message = r->last_message;
+                p->c.consumed++;
+                owner[i] = p;
+                size_t j = 0;
+                while (j < pl->njobs && pl->jobs[j].p != p)
+                        j++;
+                if (j == pl->njobs)
+                        pl->jobs[pl->njobs++] = (job_t){p, NULL, 0};
+                pl->jobs[j].n++;
+        }
+        for (size_t j = 0; j < pl->njobs; j++) {
+                pl->jobs[j].m = grouped + used;
+                used += pl->jobs[j].n;
+                pl->jobs[j].n = 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (!owner[i])
+                        continue;
+                size_t j = 0;
+                while (pl->jobs[j].p != owner[i])
+                        j++;
+                pl->jobs[j].m[pl->jobs[j].n++] = r->batch[i];
+        }
+        atomic_store_explicit(&pl->next, 0, memory_order_relaxed);
+        /* only as many helpers as there are groups beyond ours */
+        int helpers = pl->njobs > 1 ? (int)pl->njobs - 1 : 0;
+        if (helpers > pl->n)
+                helpers = pl->n;
+        for (int i = 0; i < helpers; i++)
+                sem_post(&pl->go); /* publishes the jobs (sem: release) */
+        run_jobs(r);
+        for (int i = 0; i < helpers; i++)
+                while (sem_wait(&pl->done))
+                        ;
+        for (size_t j = 0; j < pl->njobs; j++)
+                fold_counters(r, pl->jobs[j].p);
+        for (size_t i = 0; i < n; i++)
+                rd_kafka_message_destroy(r->batch[i]);
+}
+
+/* Process what was polled so far: before every rebalance (the callback
+ * runs inside a poll, possibly in the middle of a batch) and at the end of
+ * each loop turn. */
+static void run_pending(run_t *r)
+{
+        size_t n = r->batch_n;
+        r->batch_n = 0;
+        if (n)
+                run_batch(r, n);
 }
 
 /* ---------------------------------------------------------------------
@@ -877,6 +1070,7 @@ static const char *const known_keys[] = {"rules",
                                          "clock",
                                          "rules.watch.ms",
                                          "output.events",
+                                         "workers",
                                          NULL};
 
 static void run_usage(FILE *f)
@@ -905,6 +1099,9 @@ static void run_usage(FILE *f)
               "  rules.watch.ms      check the rule file for changes this "
               "often\n"
               "                      (0: on SIGHUP only) [1000]\n"
+              "  workers             processing threads, the consumer's "
+              "included\n"
+              "                      (0: one per core) [0]\n"
               "  kafka.*             any librdkafka setting, for both "
               "clients\n"
               "  kafka.consumer.*, kafka.producer.*  for one client only\n"
@@ -982,8 +1179,16 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                           errsz) ||
             pg_kconf_int(c, "max.state.mb", 1024, 1, 1 << 20, &mb, err,
                          errsz) ||
-            pg_kconf_choice(c, "clock", clocks, 0, &clock, err, errsz))
+            pg_kconf_choice(c, "clock", clocks, 0, &clock, err, errsz) ||
+            pg_kconf_int(c, "workers", 0, 0, MAX_WORKERS, &r->workers, err,
+                         errsz))
                 return -1;
+        if (r->workers == 0) {
+                long cores = sysconf(_SC_NPROCESSORS_ONLN);
+                r->workers = cores < 1             ? 1
+                             : cores > MAX_WORKERS ? MAX_WORKERS
+                                                   : cores;
+        }
         r->econf.max_state_bytes = (size_t)mb << 20;
         r->econf.event_clock = clock == 1;
 
@@ -1087,8 +1292,6 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                 rd_kafka_error_destroy(e);
                 return -1;
         }
-        r->arena_buf = pg_xmalloc(ARENA_BYTES);
-        pg_pb_arena_init(&r->arena, r->arena_buf, ARENA_BYTES);
         char inputs[512] = "";
         for (int i = 0; i < r->n_in; i++) {
                 size_t l = strlen(inputs);
@@ -1096,12 +1299,13 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                          i ? "," : "", r->in_topics[i],
                          format_names[r->in_formats[i]]);
         }
+        pool_start(r);
         LOG_INFO("event=started rules=%s rules_version=%s group=%s "
                  "transactional_id=%s input=%s outputs=%s,%s,%s/%s "
-                 "horizon_ms=%" PRId64,
+                 "horizon_ms=%" PRId64 " workers=%d",
                  rules, r->rules->version, group, tid, inputs, r->alerts_topic,
                  r->refunds_topic, r->dlq_topic, format_names[r->out_format],
-                 r->horizon_ms);
+                 r->horizon_ms, r->pool.n + 1);
         return 0;
 }
 
@@ -1156,6 +1360,8 @@ static bool caught_up(run_t *r)
 
 static void teardown(run_t *r)
 {
+        if (r->pool.n)
+                pool_stop(r);
         for (int i = 0; i < MAX_SLOTS; i++)
                 part_free(&r->parts[i]);
         if (r->consumer)
@@ -1168,7 +1374,6 @@ static void teardown(run_t *r)
                 rd_kafka_destroy(r->mock_host);
         pg_rules_free(r->rules);
         pg_kconf_free(&r->conf);
-        free(r->arena_buf);
         free(r->in_topic_list);
 }
 
@@ -1281,12 +1486,17 @@ int pg_cmd_run(int argc, char **argv)
         r->last_commit = mono_ms();
         r->last_message = mono_ms();
         while (!stop_requested && !r->fatal) {
+                /* a batch: wait for the first message only */
+                r->batch_n = 0;
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 50);
-                r->now = mono_ms(); /* the one clock read of this turn */
-                if (m) {
-                        handle(r, m);
-                        rd_kafka_message_destroy(m);
+                while (m) {
+                        r->batch[r->batch_n++] = m;
+                        m = r->batch_n < BATCH_MAX
+                                ? rd_kafka_consumer_poll(r->consumer, 0)
+                                : NULL;
                 }
+                r->now = mono_ms(); /* the one clock read of this turn */
+                run_pending(r);
                 if (r->produce_failed)
                         txn_abort(r, "a produce failed");
                 if (r->now - r->last_commit >= r->commit_interval_ms) {

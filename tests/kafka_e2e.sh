@@ -76,6 +76,13 @@ if [ "$mode" = reload ]; then
   "$root/scripts/kafka.sh" create-topic "$broker" pos.events 1 >/dev/null 2>>"$work/topics.log"
   echo "output.events=pos.events" >"$work/extra.conf"
 fi
+# processing threads: the modes cover one (inline), two, and more threads
+# than partitions in a batch; the others take the default (one per core)
+case $mode in
+plain) echo "workers=4" >>"$work/extra.conf" ;;
+kill9) echo "workers=1" >>"$work/extra.conf" ;;
+json) echo "workers=2" >>"$work/extra.conf" ;;
+esac
 touch "$work/extra.conf"
 cat >"$work/posguard.conf" <<CONF
 kafka.bootstrap.servers=$bootstrap
@@ -133,6 +140,9 @@ case $mode in
 plain | json)
   produce 0 || fail "produce"
   run_to_end a pg-a
+  want=$([ "$mode" = plain ] && echo 4 || echo 2)
+  grep -q "event=started .* workers=$want" "$work/run-a.log" \
+      || fail "run a did not start $want processing threads"
   ;;
 kill9)
   # kill -9 while it processes live records, then again right after the
