@@ -89,9 +89,37 @@ typedef struct slot {
         _Atomic uint64_t v[];
 } slot_t;
 
+/* Counters that every insert touches are striped by key (16 cache lines)
+ * so that writers on different keys do not bounce one line between cores;
+ * a key always counts on the same stripe. */
+#define STRIPES 16
+typedef struct stripe {
+        _Alignas(64) _Atomic int64_t n;
+} stripe_t;
+
+static inline unsigned stripe_of(uint64_t hi)
+{
+        return (unsigned)(hi >> 60);
+}
+
+static int64_t stripes_sum(const stripe_t *s)
+{
+        int64_t n = 0;
+        for (int i = 0; i < STRIPES; i++)
+                /* relaxed: a statistic, exact only when writers rest */
+                n += atomic_load_explicit(&s[i].n, memory_order_relaxed);
+        return n > 0 ? n : 0;
+}
+
+static inline void stripe_add(stripe_t *s, uint64_t hi, int64_t d)
+{
+        /* relaxed: counts order nothing */
+        atomic_fetch_add_explicit(&s[stripe_of(hi)].n, d, memory_order_relaxed);
+}
+
 typedef struct arr {
         size_t cap, mask, bytes;
-        _Atomic size_t used; /* claimed slots */
+        stripe_t used[STRIPES]; /* claimed slots */
         _Atomic(struct arr *) next;
         _Atomic size_t mig_next, mig_done;
         unsigned char *slots;
@@ -104,7 +132,8 @@ struct pg_ctable {
         _Atomic(arr_t *) cur;
         _Atomic int64_t clock;
         _Atomic size_t sweep_pos;
-        _Atomic size_t live, bytes, peak;
+        stripe_t live[STRIPES];
+        _Atomic size_t bytes, peak;
         _Atomic uint64_t full, resizes, swept;
 };
 
@@ -162,7 +191,12 @@ static arr_t *arr_new(pg_ctable_t *t, size_t cap)
                         return NULL;
         while (!atomic_compare_exchange_weak(&t->bytes, &used, used + bytes));
         account_peak(t, used + bytes);
-        arr_t *a = pg_xcalloc(1, sizeof(*a));
+        arr_t *a = aligned_alloc(64, (sizeof(*a) + 63) & ~(size_t)63);
+        if (!a) {
+                fprintf(stderr, "posguard: out of memory\n");
+                abort();
+        }
+        memset(a, 0, sizeof(*a));
         a->cap = cap;
         a->mask = cap - 1;
         a->bytes = bytes;
@@ -172,7 +206,6 @@ static arr_t *arr_new(pg_ctable_t *t, size_t cap)
                 abort();
         }
         memset(a->slots, 0, bytes);
-        atomic_init(&a->used, 0);
         atomic_init(&a->next, NULL);
         atomic_init(&a->mig_next, 0);
         atomic_init(&a->mig_done, 0);
@@ -197,7 +230,12 @@ pg_ctable_t *pg_ctable_new(const pg_ctable_conf_t *conf, pg_epoch_t *ep,
                          PG_CT_VALUE_MAX);
                 return NULL;
         }
-        pg_ctable_t *t = pg_xcalloc(1, sizeof(*t));
+        pg_ctable_t *t = aligned_alloc(64, (sizeof(*t) + 63) & ~(size_t)63);
+        if (!t) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        memset(t, 0, sizeof(*t));
         snprintf(t->name, sizeof(t->name), "%s",
                  conf->name ? conf->name : "table");
         t->value_size = conf->value_size;
@@ -344,8 +382,7 @@ static void move_into(pg_ctable_t *t, arr_t *nx, pg_key_t k, const uint64_t *w,
                         a = n2 ? n2 : atomic_load(&a->next);
                         continue;
                 }
-                size_t used =
-                    atomic_load_explicit(&a->used, memory_order_relaxed);
+                size_t used = (size_t)stripes_sum(a->used);
                 if (r == P_WRAPPED || (used + 1) * 8 > a->cap * 7) {
                         /* the target filled up while this migration ran
                          * (its mover was descheduled): chain a resize */
@@ -360,7 +397,7 @@ static void move_into(pg_ctable_t *t, arr_t *nx, pg_key_t k, const uint64_t *w,
                         &s->lo, &zero, k.lo, memory_order_acq_rel,
                         memory_order_acquire))
                         continue;
-                atomic_fetch_add_explicit(&a->used, 1, memory_order_relaxed);
+                stripe_add(a->used, k.hi, 1);
                 atomic_store_explicit(&s->hi, k.hi, memory_order_release);
                 atomic_store_explicit(&s->expire, exp, memory_order_relaxed);
                 for (size_t i = 0; i < t->words; i++)
@@ -373,7 +410,7 @@ static void move_into(pg_ctable_t *t, arr_t *nx, pg_key_t k, const uint64_t *w,
         /* only when the memory cap refuses every further array: the
          * entry is lost, and counted like a refused insert */
         atomic_fetch_add(&t->full, 1);
-        atomic_fetch_sub(&t->live, 1);
+        stripe_add(t->live, k.hi, -1);
 }
 
 static void move_slot(pg_ctable_t *t, arr_t *a, arr_t *nx, slot_t *s)
@@ -405,7 +442,10 @@ static void move_slot(pg_ctable_t *t, arr_t *a, arr_t *nx, slot_t *s)
                                                             c | CT_MOVED))
                                 continue;
                         if (live) {
-                                atomic_fetch_sub(&t->live, 1);
+                                stripe_add(t->live,
+                                           atomic_load_explicit(
+                                               &s->hi, memory_order_relaxed),
+                                           -1);
                                 atomic_fetch_add(&t->swept, 1);
                         }
                         return;
@@ -479,8 +519,8 @@ static bool start_resize(pg_ctable_t *t, arr_t *a)
 {
         if (atomic_load(&a->next))
                 return true;
-        size_t live = atomic_load(&t->live);
-        size_t used = atomic_load(&a->used);
+        size_t live = (size_t)stripes_sum(t->live);
+        size_t used = (size_t)stripes_sum(a->used);
         size_t ncap = a->cap;
         if (live * 2 > a->cap)
                 ncap = a->cap * 2;
@@ -595,7 +635,7 @@ pg_ct_result_t pg_ctable_upsert(pg_ctable_t *t, pg_key_t k, int64_t now,
                                 continue;
                         /* an expired entry not yet swept is still counted */
                         if (!(c & CT_LIVE))
-                                atomic_fetch_add(&t->live, 1);
+                                stripe_add(t->live, k.hi, 1);
                         return PG_CT_CREATED;
                 }
                 if (nx) {
@@ -610,8 +650,13 @@ pg_ct_result_t pg_ctable_upsert(pg_ctable_t *t, pg_key_t k, int64_t now,
                 }
                 if (!create)
                         return PG_CT_ABSENT;
-                size_t used =
-                    atomic_load_explicit(&a->used, memory_order_relaxed);
+                /* the load: this key's stripe times the stripes (exact
+                 * for small arrays, where one stripe says little) */
+                size_t used = a->cap < 4096 ? (size_t)stripes_sum(a->used)
+                                            : (size_t)atomic_load_explicit(
+                                                  &a->used[stripe_of(k.hi)].n,
+                                                  memory_order_relaxed) *
+                                                  STRIPES;
                 if (r == P_WRAPPED || (used + 1) * 4 > a->cap * 3) {
                         /* a is the newest array (it may still be the
                          * target of a resize whose mover is slow) */
@@ -619,6 +664,7 @@ pg_ct_result_t pg_ctable_upsert(pg_ctable_t *t, pg_key_t k, int64_t now,
                                 help_resize(t, atomic_load(&t->cur), 1);
                                 continue;
                         }
+                        used = (size_t)stripes_sum(a->used);
                         if (r == P_WRAPPED || (used + 1) * 8 > a->cap * 7) {
                                 atomic_fetch_add(&t->full, 1);
                                 return PG_CT_FULL;
@@ -635,7 +681,7 @@ pg_ct_result_t pg_ctable_upsert(pg_ctable_t *t, pg_key_t k, int64_t now,
                         &s->lo, &zero, k.lo, memory_order_acq_rel,
                         memory_order_acquire))
                         continue;
-                atomic_fetch_add_explicit(&a->used, 1, memory_order_relaxed);
+                stripe_add(a->used, k.hi, 1);
                 atomic_store_explicit(&s->hi, k.hi, memory_order_release);
                 atomic_store_explicit(&s->expire, e, memory_order_relaxed);
                 for (size_t i = 0; i < t->words; i++)
@@ -645,7 +691,7 @@ pg_ct_result_t pg_ctable_upsert(pg_ctable_t *t, pg_key_t k, int64_t now,
                  * linearisation point of the insert) */
                 atomic_store_explicit(&s->ctl, CT_VER | CT_LIVE,
                                       memory_order_release);
-                atomic_fetch_add(&t->live, 1);
+                stripe_add(t->live, k.hi, 1);
                 return PG_CT_CREATED;
         }
 }
@@ -672,7 +718,7 @@ bool pg_ctable_remove(pg_ctable_t *t, pg_key_t k, int64_t now)
                                 if (!atomic_compare_exchange_strong(&s->ctl, &c,
                                                                     dead))
                                         continue;
-                                atomic_fetch_sub(&t->live, 1);
+                                stripe_add(t->live, k.hi, -1);
                                 return true;
                         }
                 }
@@ -711,7 +757,10 @@ void pg_ctable_expire(pg_ctable_t *t, int64_t now, size_t max_work)
                             (ctl & ~(uint64_t)(CT_VER - 1)) + CT_VER;
                         if (atomic_compare_exchange_strong(&s->ctl, &ctl,
                                                            dead)) {
-                                atomic_fetch_sub(&t->live, 1);
+                                stripe_add(t->live,
+                                           atomic_load_explicit(
+                                               &s->hi, memory_order_relaxed),
+                                           -1);
                                 atomic_fetch_add(&t->swept, 1);
                         }
                 }
@@ -723,7 +772,7 @@ void pg_ctable_expire(pg_ctable_t *t, int64_t now, size_t max_work)
 void pg_ctable_stats(pg_ctable_t *t, pg_ctable_stats_t *out)
 {
         arr_t *a = atomic_load(&t->cur);
-        out->live = atomic_load(&t->live);
+        out->live = (size_t)stripes_sum(t->live);
         out->cap = a->cap;
         out->bytes = atomic_load(&t->bytes);
         out->peak_bytes = atomic_load(&t->peak);
