@@ -8,7 +8,10 @@
 #      read_committed consumer that decodes nothing;
 #   2. `posguard run` with the default rules: decode, engine, outputs
 #      produced and offsets committed in transactions, from the first
-#      message to the commit that made the last outputs visible.
+#      message to the commit that made the last outputs visible; once with
+#      the default processing threads (one per core) and once with
+#      workers=1 (everything on the consumer thread), each in its own
+#      consumer group so that each reads the whole topic.
 # Writes bench/results/kafka-<host>-<date>.txt and prints it. The broker
 # shares the machine's cores with posguard (as on a small box).
 set -euo pipefail
@@ -24,7 +27,7 @@ trap cleanup EXIT
 bootstrap=$(scripts/kafka.sh start "$work/broker" | tail -1)
 scripts/kafka.sh create-topic "$work/broker" pos.txn 4 \
     message.timestamp.after.max.ms=9223372036854775807 >/dev/null 2>&1
-for t in pos.alerts pos.refunds pos.dlq; do
+for t in pos.alerts pos.refunds pos.dlq w1.alerts w1.refunds w1.dlq; do
   scripts/kafka.sh create-topic "$work/broker" $t 2 >/dev/null 2>&1
 done
 cat >"$work/pg.conf" <<CONF
@@ -40,6 +43,10 @@ $pg produce --config "$work/pg.conf" --input "$work/in.jsonl" 2>"$work/produce.l
 t1=$(date +%s.%N)
 $pg watch --config "$work/pg.conf" --topic pos.txn --idle-exit 5000 2>"$work/consume.log"
 $pg run --config "$work/pg.conf" --until-idle 3000 2>"$work/run.log"
+$pg run --config "$work/pg.conf" -X workers=1 -X group.id=bench-w1 \
+    -X transactional.id=bench-w1 -X output.alerts=w1.alerts \
+    -X output.refunds=w1.refunds -X output.dlq=w1.dlq \
+    --until-idle 3000 2>"$work/run1.log"
 
 mkdir -p bench/results
 out=bench/results/kafka-$(hostname -s)-$(date -u +%Y%m%d).txt
@@ -52,10 +59,11 @@ field() { grep -o "$2=[0-9.]*" "$1" | tail -1 | cut -d= -f2; }
   echo "input: $(wc -l <"$work/in.jsonl") messages ($n generated records + redeliveries, malformed lines, closing records)"
   echo "load (posguard produce, idempotent, not part of the comparison): $(tail -1 "$work/produce.log" | sed 's/posguard produce: //') in $($py -c "print(round($t1 - $t0, 1))") s"
   echo "consume-only baseline: $(field "$work/consume.log" consumed) messages, $(field "$work/consume.log" records_per_s) records/s"
-  echo "posguard run (default rules, exactly-once, commit.interval.ms=100): $(field "$work/run.log" consumed) messages, $(field "$work/run.log" records_per_s) records/s to committed outputs"
+  echo "posguard run (default rules, exactly-once, commit.interval.ms=100, workers=$(field "$work/run.log" workers)): $(field "$work/run.log" consumed) messages, $(field "$work/run.log" records_per_s) records/s to committed outputs"
   echo "  outputs: alerts $(field "$work/run.log" alerts), refunds $(field "$work/run.log" refunds), dead letters $(field "$work/run.log" dead_letters), commits $(field "$work/run.log" commits)"
   base=$(field "$work/consume.log" records_per_s); full=$(field "$work/run.log" records_per_s)
   echo "  ratio to the baseline: $($py -c "print(round(100 * $full / $base, 1))") %"
   echo "  peak RSS of posguard run: $(( $(field "$work/run.log" peak_rss_kb) / 1024 )) MiB"
+  echo "posguard run, workers=1: $(field "$work/run1.log" consumed) messages, $(field "$work/run1.log" records_per_s) records/s; alerts $(field "$work/run1.log" alerts), refunds $(field "$work/run1.log" refunds)"
 } | tee "$out"
 echo "written: $out"

@@ -132,6 +132,10 @@ typedef struct counters {
         uint64_t consumed, warmup, rejected, alerts, refunds, dead_letters;
         uint64_t commits, aborts, rebuilds;
         uint64_t reloads, reloads_failed;
+        uint64_t commit_ms;  /* time spent committing, in total */
+        uint64_t poll_ms;    /* waiting for messages, in total */
+        uint64_t process_ms; /* processing batches, in total */
+        uint64_t batches, empty_polls;
         uint64_t rejected_by[PG_REJ__COUNT];
 } counters_t;
 
@@ -657,6 +661,7 @@ static int txn_commit(run_t *r)
         r->c.commits++;
         r->last_commit_done = mono_ms();
         int64_t dt = r->last_commit_done - t0;
+        r->c.commit_ms += (uint64_t)dt;
         if (dt > 1000)
                 LOG_WARN("event=slow_commit ms=%" PRId64, dt);
         txn_begin(r);
@@ -1395,11 +1400,15 @@ static void summary(const run_t *r)
                  " rejected=%" PRIu64 " alerts=%" PRIu64 " refunds=%" PRIu64
                  " dead_letters=%" PRIu64 " commits=%" PRIu64 " aborts=%" PRIu64
                  " rebuilds=%" PRIu64 " reloads=%" PRIu64
-                 " reloads_failed=%" PRIu64 " first_to_committed_ms=%" PRId64
+                 " reloads_failed=%" PRIu64 " batches=%" PRIu64
+                 " empty_polls=%" PRIu64 " poll_ms=%" PRIu64
+                 " process_ms=%" PRIu64 " commit_ms=%" PRIu64
+                 " first_to_committed_ms=%" PRId64
                  " records_per_s=%.0f peak_rss_kb=%ld",
                  r->c.consumed, r->c.warmup, r->c.rejected, r->c.alerts,
                  r->c.refunds, r->c.dead_letters, r->c.commits, r->c.aborts,
-                 r->c.rebuilds, r->c.reloads, r->c.reloads_failed, span,
+                 r->c.rebuilds, r->c.reloads, r->c.reloads_failed, r->c.batches,
+                 r->c.poll_ms, r->c.process_ms, r->c.commit_ms, span,
                  span ? (double)r->c.consumed * 1000.0 / (double)span : 0.0,
                  peak_rss_kb());
 }
@@ -1488,6 +1497,7 @@ int pg_cmd_run(int argc, char **argv)
         while (!stop_requested && !r->fatal) {
                 /* a batch: wait for the first message only */
                 r->batch_n = 0;
+                int64_t t_poll = r->now;
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 50);
                 while (m) {
                         r->batch[r->batch_n++] = m;
@@ -1496,7 +1506,16 @@ int pg_cmd_run(int argc, char **argv)
                                 : NULL;
                 }
                 r->now = mono_ms(); /* the one clock read of this turn */
-                run_pending(r);
+                if (!r->batch_n)
+                        r->c.empty_polls++;
+                if (r->batch_n) {
+                        r->c.poll_ms += (uint64_t)(r->now - t_poll);
+                        r->c.batches++;
+                        run_pending(r);
+                        int64_t t_done = mono_ms();
+                        r->c.process_ms += (uint64_t)(t_done - r->now);
+                        r->now = t_done;
+                }
                 if (r->produce_failed)
                         txn_abort(r, "a produce failed");
                 if (r->now - r->last_commit >= r->commit_interval_ms) {

@@ -190,6 +190,11 @@ auto.create.topics.enable=false
 num.partitions=4
 default.replication.factor=1
 min.insync.replicas=1
+# No deletion by age: message timestamps are the records' event times,
+# and generated streams start on a fixed day, so with the default 7 days
+# the broker would delete a test's input while it is being read (seen in a
+# benchmark run 9 days after the generator's start date).
+log.retention.ms=-1
 
 # Internal topics on one broker: replication 1, min ISR 1, few partitions
 # (the first consumer group / transaction creates them: keep that quick).
