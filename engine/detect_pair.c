@@ -19,11 +19,11 @@ void pg_detect_pair_remember(pg_engine_t *e, pg_chain_t *c, pg_key_t key,
                 e->st.state_full++;
                 return;
         }
-        m->rrn_key = pg_key_str(PG_TAG_RRN, &rec->rrn);
-        m->stan_key = pg_key_str(PG_TAG_STAN, &rec->stan);
+        m->rrn_key = rec->k.rrn;
+        m->stan_key = rec->k.stan;
         m->has_order = rec->order_id.len > 0;
         if (m->has_order)
-                m->order_key = pg_key_str(PG_TAG_ORDER, &rec->order_id);
+                m->order_key = rec->k.order;
         m->txn_id = rec->txn_id;
 }
 
@@ -34,8 +34,8 @@ void pg_detect_pair(pg_engine_t *e, int ri, const pg_record_t *rec,
         pg_chain_t *c = e->rule_state[ri].chain;
         pg_pair_ctx_t ctx = {.rec = rec, .rule = r};
         if (rec->order_id.len)
-                ctx.order_key = pg_key_str(PG_TAG_ORDER, &rec->order_id);
-        ctx.stan_key = pg_key_str(PG_TAG_STAN, &rec->stan);
+                ctx.order_key = rec->k.order;
+        ctx.stan_key = rec->k.stan;
 
         /* Newest first: keep the PG_MAX_RELATED most recent. */
         const pg_pair_member_t *rel[PG_MAX_RELATED];

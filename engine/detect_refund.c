@@ -27,7 +27,7 @@ void pg_detect_refund(pg_engine_t *e, int ri, const pg_record_t *rec)
 {
         const pg_rule_t *r = &e->rs->rules[ri];
         int64_t t = rec->event_time;
-        pg_key_t k = pg_key_str(PG_TAG_RRN, &rec->original_rrn);
+        pg_key_t k = rec->k.orig;
         const pg_fact_t *p = pg_engine_fact(e, k);
         char buf[PG_REASON_MAX], a1[64], a2[64];
         if (!p || !p->has_charge || p->charge_t > t ||
@@ -51,8 +51,7 @@ void pg_detect_refund(pg_engine_t *e, int ri, const pg_record_t *rec)
                          p->charge_txn.s, a1, a2);
                 raise_alert(e, r, PG_FIND_REFUND_EXCEEDS_ORIGINAL, rec, p, buf);
         }
-        if (!pg_key_eq(p->card_key,
-                       pg_key_str(PG_TAG_CARD, &rec->card_token))) {
+        if (!pg_key_eq(p->card_key, rec->k.card)) {
                 snprintf(buf, sizeof(buf),
                          "refund goes to another card than the one charged "
                          "by %s",

@@ -321,9 +321,8 @@ static void register_facts(pg_engine_t *e, const pg_record_t *rec)
                 return;
         bool created;
         if (rec->kind == PG_KIND_REVERSAL || rec->kind == PG_KIND_VOID) {
-                pg_key_t k = pg_key_str(PG_TAG_RRN, &rec->original_rrn);
                 pg_fact_t *f = pg_table_upsert(
-                    e->facts, k, e->now,
+                    e->facts, rec->k.orig, e->now,
                     max64(rec->event_time, e->now) + e->short_h, &created);
                 if (!f) {
                         e->st.state_full++;
@@ -333,9 +332,8 @@ static void register_facts(pg_engine_t *e, const pg_record_t *rec)
                         f->cancel_at = rec->event_time;
                 f->has_cancel = 1;
         } else if (rec->kind == PG_KIND_PURCHASE) {
-                pg_key_t k = pg_key_str(PG_TAG_RRN, &rec->rrn);
                 pg_fact_t *f = pg_table_upsert(
-                    e->facts, k, e->now,
+                    e->facts, rec->k.rrn, e->now,
                     max64(rec->event_time, e->now) + e->long_h, &created);
                 if (!f) {
                         e->st.state_full++;
@@ -348,7 +346,7 @@ static void register_facts(pg_engine_t *e, const pg_record_t *rec)
                 f->has_charge = 1;
                 f->charge_t = rec->event_time;
                 f->charge_amount = rec->amount;
-                f->card_key = pg_key_str(PG_TAG_CARD, &rec->card_token);
+                f->card_key = rec->k.card;
                 memcpy(f->currency, rec->currency.s, 4);
                 f->charge_txn = rec->txn_id;
         }
@@ -368,9 +366,8 @@ static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
                 /* Every approved refund counts toward refunded(P), whatever
                  * rules are active (SEMANTICS.md 3, refund_anomaly). */
                 bool created;
-                pg_key_t k = pg_key_str(PG_TAG_RRN, &rec->original_rrn);
                 pg_fact_t *f = pg_table_upsert(
-                    e->facts, k, e->now,
+                    e->facts, rec->k.orig, e->now,
                     max64(rec->event_time, e->now) + e->short_h, &created);
                 if (f)
                         f->refunded += rec->amount;
@@ -418,18 +415,32 @@ static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
                 pg_refund_enqueue(e, rec, &claims);
 }
 
+/* Aggregate windows every group: an event leaving the window changes the
+ * value (this is semantics, not housekeeping). The tables and chains only
+ * when memory is due (every EXPIRE_EVERY groups): their lookups check
+ * liveness themselves, so expiry there only returns memory; each call may
+ * remove EXPIRE_EVERY x PG_EXPIRE_WORK entries per table, the same bound
+ * per group as expiring every group. */
+#define EXPIRE_EVERY 16
+
 static void expire_all(pg_engine_t *e)
 {
-        pg_table_expire(e->dedupe, e->max_t, PG_EXPIRE_WORK);
-        pg_table_expire(e->facts, e->now, PG_EXPIRE_WORK);
-        pg_table_expire(e->caps, e->now, PG_EXPIRE_WORK);
-        pg_table_expire(e->cooldown, e->now, PG_EXPIRE_WORK);
+        bool memory = ++e->groups % EXPIRE_EVERY == 0;
+        if (memory) {
+                size_t w = EXPIRE_EVERY * PG_EXPIRE_WORK;
+                pg_table_expire(e->dedupe, e->max_t, w);
+                pg_table_expire(e->facts, e->now, w);
+                pg_table_expire(e->caps, e->now, w);
+                pg_table_expire(e->cooldown, e->now, w);
+        }
         for (int i = 0; i < e->rs->n_rules; i++) {
-                if (e->rule_state[i].chain)
-                        pg_chain_expire(e->rule_state[i].chain, e->now,
-                                        PG_EXPIRE_WORK);
-                else if (e->rs->rules[i].detector == PG_DET_AGGREGATE)
+                if (e->rule_state[i].chain) {
+                        if (memory)
+                                pg_chain_expire(e->rule_state[i].chain, e->now,
+                                                EXPIRE_EVERY * PG_EXPIRE_WORK);
+                } else if (e->rs->rules[i].detector == PG_DET_AGGREGATE) {
                         pg_detect_aggregate_expire(e, i);
+                }
         }
 }
 
@@ -495,7 +506,21 @@ void pg_engine_push(pg_engine_t *e, const pg_record_t *rec)
         e->max_t = now;
         e->have_max = true;
 
-        pg_reorder_push(e->reorder, rec, ++e->seq);
+        pg_record_t *r = pg_reorder_push(e->reorder, rec, ++e->seq);
+        r->k.txn = k;
+        /* the keys the record's kind uses, hashed once for every index */
+        if (rec->status == PG_STATUS_APPROVED) {
+                if (rec->kind == PG_KIND_PURCHASE) {
+                        r->k.rrn = pg_key_str(PG_TAG_RRN, &rec->rrn);
+                        r->k.stan = pg_key_str(PG_TAG_STAN, &rec->stan);
+                        if (rec->order_id.len)
+                                r->k.order =
+                                    pg_key_str(PG_TAG_ORDER, &rec->order_id);
+                } else {
+                        r->k.orig = pg_key_str(PG_TAG_RRN, &rec->original_rrn);
+                }
+                r->k.card = pg_key_str(PG_TAG_CARD, &rec->card_token);
+        }
         release(e, e->max_t - e->rs->allowed_lateness_ms, false);
 }
 

@@ -130,6 +130,7 @@ struct pg_engine {
 
         /* processing: time of the last processed group */
         int64_t now;
+        uint64_t groups; /* processed so far (paces expiry) */
         bool have_now;
         int64_t short_h; /* pairing windows + refund delay + lateness */
         int64_t long_h;  /* max(short_h, refund_anomaly lookbacks) */

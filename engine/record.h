@@ -15,6 +15,11 @@
 
 #define PG_STR_MAX 64
 
+/* A 128-bit key: the hash of one or more fields (util_hash.h). */
+typedef struct pg_key {
+        uint64_t lo, hi;
+} pg_key_t;
+
 /* A bounded string: len bytes in s, s[len] == '\0'. len == 0 means absent. */
 typedef struct pg_str {
         uint8_t len;
@@ -66,6 +71,13 @@ typedef struct pg_record {
         uint8_t entry_mode;      /* pg_entry_mode_t */
         bool has_expected;
         bool retransmission; /* false when absent */
+        /* Engine-private: the keys of this record's fields, hashed once
+         * when the engine takes the record (pg_engine_push), for every
+         * index that needs them. Never read from input; undefined for a
+         * field the record's kind does not use. */
+        struct {
+                pg_key_t txn, rrn, orig, card, stan, order;
+        } k;
 } pg_record_t;
 
 /* Record fields by number: used by filter expressions and aggregate

@@ -79,7 +79,7 @@ void pg_refund_enqueue(pg_engine_t *e, const pg_record_t *rec,
         p->seq = ++e->pend_seq;
         p->amount = rec->amount;
         p->t = rec->event_time;
-        p->rrn_key = pg_key_str(PG_TAG_RRN, &rec->rrn);
+        p->rrn_key = rec->k.rrn;
         p->txn_id = rec->txn_id;
         p->rrn = rec->rrn;
         p->merchant_id = rec->merchant_id;

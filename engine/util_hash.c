@@ -48,10 +48,13 @@ pg_key_t pg_keyb_done(const pg_keyb_t *kb)
 
 pg_key_t pg_key_str(uint8_t tag, const pg_str_t *s)
 {
-        pg_keyb_t kb;
-        pg_keyb_init(&kb, tag);
-        pg_keyb_str(&kb, s);
-        return pg_keyb_done(&kb);
+        /* one field: its bytes hashed in place, the tag as the seed (no
+         * copy into a key buffer; the length is part of XXH3's input) */
+        XXH128_hash_t h = XXH3_128bits_withSeed(s->s, s->len, tag);
+        pg_key_t k = {h.low64, h.high64};
+        if (!k.lo && !k.hi)
+                k.lo = 1;
+        return k;
 }
 
 void pg_id_make(char *out, const char *prefix, const char *text, size_t len)

@@ -14,10 +14,6 @@
 
 #include "record.h"
 
-typedef struct pg_key {
-        uint64_t lo, hi;
-} pg_key_t;
-
 static inline int pg_key_eq(pg_key_t a, pg_key_t b)
 {
         return a.lo == b.lo && a.hi == b.hi;

@@ -1,10 +1,14 @@
 /*
  * window_reorder.c - reorder buffer (see window_reorder.h).
  *
- * A binary min-heap of record pointers ordered by (event_time, seq). The
- * records themselves live in chunks of CHUNK slots; released slots go on a
- * free stack. Push and pop are O(log n) in the buffered count, which the
- * allowed lateness bounds (rate x lateness).
+ * Two parts, both ordered by (event_time, seq): a FIFO run for records
+ * that arrive in order (event time not below the run's last, which is the
+ * common case: the run stays sorted because seq only grows), and a binary
+ * min-heap for the others. Peek and pop take the smaller of the run's head
+ * and the heap's top. In-order records cost O(1); an out-of-order one costs
+ * O(log n) in the heap's size, which the allowed lateness bounds (rate x
+ * lateness). The records themselves live in chunks of CHUNK slots;
+ * released slots go on a free stack.
  */
 #include "window_reorder.h"
 
@@ -16,6 +20,8 @@
 struct pg_reorder {
         pg_record_t **heap;
         size_t n, heap_cap;
+        pg_record_t **run; /* ring of run_cap: run_head .. run_head+run_n */
+        size_t run_head, run_n, run_cap;
         pg_record_t **free_stack;
         size_t nfree, free_cap;
         pg_record_t **chunks;
@@ -39,6 +45,7 @@ void pg_reorder_free(pg_reorder_t *r)
                 free(r->chunks[i]);
         free(r->chunks);
         free(r->heap);
+        free(r->run);
         free(r->free_stack);
         free(r);
 }
@@ -68,21 +75,36 @@ static void add_chunk(pg_reorder_t *r)
                     r->free_stack, r->free_cap * sizeof(*r->free_stack));
                 r->heap_cap = r->free_cap;
                 r->heap = pg_xrealloc(r->heap, r->heap_cap * sizeof(*r->heap));
+                /* the run: unwrapped into the larger ring */
+                pg_record_t **nr = pg_xmalloc(r->free_cap * sizeof(*nr));
+                for (size_t i = 0; i < r->run_n; i++)
+                        nr[i] = r->run[(r->run_head + i) % r->run_cap];
+                free(r->run);
+                r->run = nr;
+                r->run_head = 0;
+                r->run_cap = r->free_cap;
         }
         for (size_t i = CHUNK; i-- > 0;)
                 r->free_stack[r->nfree++] = &c[i];
-        r->budget->used += CHUNK * (sizeof(pg_record_t) + 2 * sizeof(void *));
+        r->budget->used += CHUNK * (sizeof(pg_record_t) + 3 * sizeof(void *));
         if (r->budget->used > r->budget->peak)
                 r->budget->peak = r->budget->used;
 }
 
-void pg_reorder_push(pg_reorder_t *r, const pg_record_t *rec, uint64_t seq)
+pg_record_t *pg_reorder_push(pg_reorder_t *r, const pg_record_t *rec,
+                             uint64_t seq)
 {
         if (!r->nfree)
                 add_chunk(r);
         pg_record_t *slot = r->free_stack[--r->nfree];
         memcpy(slot, rec, sizeof(*slot));
         slot->seq = seq;
+        if (!r->run_n ||
+            slot->event_time >=
+                r->run[(r->run_head + r->run_n - 1) % r->run_cap]->event_time) {
+                r->run[(r->run_head + r->run_n++) % r->run_cap] = slot;
+                return slot;
+        }
         size_t i = r->n++;
         while (i > 0) {
                 size_t p = (i - 1) / 2;
@@ -92,15 +114,30 @@ void pg_reorder_push(pg_reorder_t *r, const pg_record_t *rec, uint64_t seq)
                 i = p;
         }
         r->heap[i] = slot;
+        return slot;
+}
+
+/* True when the next record out is the run's head (not the heap's). */
+static inline bool run_first(const pg_reorder_t *r)
+{
+        return r->run_n && (!r->n || less(r->run[r->run_head], r->heap[0]));
 }
 
 const pg_record_t *pg_reorder_peek(const pg_reorder_t *r)
 {
+        if (run_first(r))
+                return r->run[r->run_head];
         return r->n ? r->heap[0] : NULL;
 }
 
 pg_record_t *pg_reorder_pop(pg_reorder_t *r)
 {
+        if (run_first(r)) {
+                pg_record_t *top = r->run[r->run_head];
+                r->run_head = (r->run_head + 1) % r->run_cap;
+                r->run_n--;
+                return top;
+        }
         if (!r->n)
                 return NULL;
         pg_record_t *top = r->heap[0];
@@ -129,10 +166,10 @@ void pg_reorder_release(pg_reorder_t *r, pg_record_t *rec)
 
 size_t pg_reorder_len(const pg_reorder_t *r)
 {
-        return r->n;
+        return r->n + r->run_n;
 }
 
 size_t pg_reorder_bytes(const pg_reorder_t *r)
 {
-        return r->nchunks * CHUNK * (sizeof(pg_record_t) + 2 * sizeof(void *));
+        return r->nchunks * CHUNK * (sizeof(pg_record_t) + 3 * sizeof(void *));
 }

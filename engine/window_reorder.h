@@ -22,7 +22,10 @@ typedef struct pg_reorder pg_reorder_t;
 pg_reorder_t *pg_reorder_new(pg_budget_t *b);
 void pg_reorder_free(pg_reorder_t *r);
 /* Copy rec in, with arrival sequence number seq. */
-void pg_reorder_push(pg_reorder_t *r, const pg_record_t *rec, uint64_t seq);
+/* Returns the buffer's copy of rec, which the caller may complete (its
+ * engine-private fields) before the next pop. */
+pg_record_t *pg_reorder_push(pg_reorder_t *r, const pg_record_t *rec,
+                             uint64_t seq);
 /* The oldest buffered record, or NULL when empty. Valid until pop. */
 const pg_record_t *pg_reorder_peek(const pg_reorder_t *r);
 /* Remove the oldest; the record returned stays valid until the next push
