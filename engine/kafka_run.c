@@ -1396,21 +1396,21 @@ static void summary(const run_t *r)
             r->first_message && r->last_commit_done > r->first_message
                 ? r->last_commit_done - r->first_message
                 : 0;
-        LOG_INFO("event=stopped consumed=%" PRIu64 " warmup=%" PRIu64
-                 " rejected=%" PRIu64 " alerts=%" PRIu64 " refunds=%" PRIu64
-                 " dead_letters=%" PRIu64 " commits=%" PRIu64 " aborts=%" PRIu64
-                 " rebuilds=%" PRIu64 " reloads=%" PRIu64
-                 " reloads_failed=%" PRIu64 " batches=%" PRIu64
-                 " empty_polls=%" PRIu64 " poll_ms=%" PRIu64
-                 " process_ms=%" PRIu64 " commit_ms=%" PRIu64
-                 " first_to_committed_ms=%" PRId64
-                 " records_per_s=%.0f peak_rss_kb=%ld",
-                 r->c.consumed, r->c.warmup, r->c.rejected, r->c.alerts,
-                 r->c.refunds, r->c.dead_letters, r->c.commits, r->c.aborts,
-                 r->c.rebuilds, r->c.reloads, r->c.reloads_failed, r->c.batches,
-                 r->c.poll_ms, r->c.process_ms, r->c.commit_ms, span,
-                 span ? (double)r->c.consumed * 1000.0 / (double)span : 0.0,
-                 peak_rss_kb());
+        LOG_INFO(
+            "event=stopped consumed=%" PRIu64 " warmup=%" PRIu64
+            " rejected=%" PRIu64 " alerts=%" PRIu64 " refunds=%" PRIu64
+            " dead_letters=%" PRIu64 " commits=%" PRIu64 " aborts=%" PRIu64
+            " rebuilds=%" PRIu64 " reloads=%" PRIu64 " reloads_failed=%" PRIu64
+            " batches=%" PRIu64 " empty_polls=%" PRIu64 " poll_ms=%" PRIu64
+            " process_ms=%" PRIu64 " commit_ms=%" PRIu64
+            " first_to_committed_ms=%" PRId64
+            " records_per_s=%.0f peak_rss_kb=%ld",
+            r->c.consumed, r->c.warmup, r->c.rejected, r->c.alerts,
+            r->c.refunds, r->c.dead_letters, r->c.commits, r->c.aborts,
+            r->c.rebuilds, r->c.reloads, r->c.reloads_failed, r->c.batches,
+            r->c.empty_polls, r->c.poll_ms, r->c.process_ms, r->c.commit_ms,
+            span, span ? (double)r->c.consumed * 1000.0 / (double)span : 0.0,
+            peak_rss_kb());
 }
 
 int pg_cmd_run(int argc, char **argv)

@@ -143,6 +143,20 @@ plain | json)
   want=$([ "$mode" = plain ] && echo 4 || echo 2)
   grep -q "event=started .* workers=$want" "$work/run-a.log" \
       || fail "run a did not start $want processing threads"
+  # the run summary: every field present and sane (its arguments once
+  # fell out of step with its format, and the RSS came out as garbage)
+  grep "event=stopped" "$work/run-a.log" | tail -1 | $py -c "
+import re, sys
+f = dict(re.findall(r'(\w+)=([0-9.]+)', sys.stdin.read()))
+need = 'consumed batches empty_polls poll_ms process_ms commit_ms first_to_committed_ms records_per_s peak_rss_kb'.split()
+miss = [k for k in need if k not in f]
+assert not miss, f'missing {miss}'
+v = {k: float(f[k]) for k in need}
+assert v['consumed'] >= $count, v
+assert 1 <= v['batches'] <= v['consumed'], v
+assert 1024 <= v['peak_rss_kb'] <= 64 << 20, v
+assert v['poll_ms'] + v['process_ms'] + v['commit_ms'] <= v['first_to_committed_ms'] + 5000, v
+" || fail "run a's summary line is wrong"
   ;;
 kill9)
   # kill -9 while it processes live records, then again right after the
