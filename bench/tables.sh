@@ -8,7 +8,7 @@ cd "$root"
 scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 mkdir -p bench/results
 out=bench/results/tables-$(hostname -s)-$(date -u +%Y%m%d).json
-build-bench/bench/bench_tables --benchmark_repetitions=3 \
+build-bench/bench/bench_tables --benchmark_repetitions=3 --benchmark_min_time=0.2 \
     --benchmark_report_aggregates_only=true \
     --benchmark_out="$out" --benchmark_out_format=json "$@"
 echo "written: $out"
