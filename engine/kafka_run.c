@@ -152,6 +152,10 @@ typedef struct part {
         bool eof;               /* at the end of the partition */
         uint64_t warm, live;
         counters_t c; /* folded into the run's after each batch */
+        /* outputs made while the previous transaction commits, produced
+         * into the next one when it begins (see "Commits overlap") */
+        unsigned char *held;
+        size_t held_len, held_cap;
         pg_pb_arena_t arena;
         unsigned char *arena_buf;
         char obuf[PG_PB_OUT_MAX > PG_JSON_OUT_MAX ? PG_PB_OUT_MAX
@@ -215,6 +219,18 @@ struct run {
         counters_t c;
         int64_t workers; /* processing threads, the consumer's included */
         pool_t pool;
+        /* the committer thread: commits transaction N while the consumer
+         * and processing threads go on with what will be N + 1 */
+        pthread_t cm_th;
+        bool cm_started;
+        sem_t cm_go, cm_done;
+        _Atomic bool committing; /* read by processing threads in batches */
+        bool cm_quit;
+        rd_kafka_topic_partition_list_t *cm_offs;
+        rd_kafka_consumer_group_metadata_t *cm_group;
+        rd_kafka_error_t *cm_err;
+        const char *cm_what;
+        int64_t cm_t0;
         rd_kafka_message_t *batch[BATCH_MAX];
         size_t batch_n; /* polled, not yet processed */
 };
@@ -297,6 +313,112 @@ static void produce(run_t *r, const char *topic, const char *key,
         rd_kafka_poll(r->producer, 0);
 }
 
+/* ---- Commits overlap ----
+ *
+ * A transaction commits on the committer thread (rd_kafka_commit_transaction
+ * blocks for a broker round trip or several: 10 to 100 ms on a loaded
+ * box). Meanwhile batches go on: their outputs cannot join the committing
+ * transaction, so each partition holds them, in order, as encoded
+ * messages; when the commit returns, the consumer thread begins the next
+ * transaction and produces what was held before any later output. The
+ * offsets sent with a transaction are the ones snapshotted when its commit
+ * started, so it covers exactly the outputs produced into it. If the commit
+ * fails, the held outputs are dropped with the aborted state: the rebuild
+ * re-reads from the committed offsets and makes them again. */
+
+static void held_put(part_t *p, const void *b, size_t n)
+{
+        if (p->held_len + n > p->held_cap) {
+                size_t c = p->held_cap ? p->held_cap : 1 << 16;
+                while (c < p->held_len + n)
+                        c *= 2;
+                p->held = pg_xrealloc(p->held, c);
+                p->held_cap = c;
+        }
+        memcpy(p->held + p->held_len, b, n);
+        p->held_len += n;
+}
+
+static void held_str(part_t *p, const char *s)
+{
+        uint32_t n = s ? (uint32_t)strlen(s) : UINT32_MAX;
+        held_put(p, &n, sizeof(n));
+        if (s)
+                held_put(p, s, n);
+}
+
+/* Keep one output of p until the next transaction begins. From the thread
+ * processing p. */
+static void hold(part_t *p, const char *topic, const char *key, const void *val,
+                 size_t len, const char *const *hdr, int nhdr)
+{
+        held_str(p, topic);
+        held_str(p, key);
+        uint32_t n = (uint32_t)len;
+        held_put(p, &n, sizeof(n));
+        held_put(p, val, len);
+        uint8_t h = (uint8_t)nhdr;
+        held_put(p, &h, 1);
+        for (int i = 0; i < nhdr; i++) {
+                held_str(p, hdr[2 * i]);
+                held_str(p, hdr[2 * i + 1]);
+        }
+}
+
+static const char *held_get(const unsigned char *b, size_t *i, char *out,
+                            size_t cap)
+{
+        uint32_t n;
+        memcpy(&n, b + *i, sizeof(n));
+        *i += sizeof(n);
+        if (n == UINT32_MAX)
+                return NULL;
+        size_t k = n < cap ? n : cap - 1;
+        memcpy(out, b + *i, k);
+        out[k] = '\0';
+        *i += n;
+        return out;
+}
+
+/* Produce what every partition held, in each partition's order, into the
+ * transaction just begun (consumer thread, no batch running). */
+static void release_held(run_t *r)
+{
+        char topic[256], key[PG_STR_MAX + 1], hb[10][PG_REASON_MAX + 64];
+        for (int s = 0; s < MAX_SLOTS; s++) {
+                part_t *p = r->parts[s];
+                if (!p || !p->held_len)
+                        continue;
+                for (size_t i = 0; i < p->held_len;) {
+                        const char *t =
+                            held_get(p->held, &i, topic, sizeof(topic));
+                        const char *k = held_get(p->held, &i, key, sizeof(key));
+                        uint32_t n;
+                        memcpy(&n, p->held + i, sizeof(n));
+                        i += sizeof(n);
+                        const unsigned char *val = p->held + i;
+                        i += n;
+                        int nh = p->held[i++];
+                        const char *hdr[10];
+                        for (int h = 0; h < nh && h < 5; h++) {
+                                hdr[2 * h] = held_get(p->held, &i, hb[2 * h],
+                                                      sizeof(hb[0]));
+                                hdr[2 * h + 1] = held_get(
+                                    p->held, &i, hb[2 * h + 1], sizeof(hb[0]));
+                        }
+                        produce(r, t, k, val, n, hdr, nh);
+                }
+                p->held_len = 0;
+        }
+}
+
+static void drop_held(run_t *r)
+{
+        for (int s = 0; s < MAX_SLOTS; s++)
+                if (r->parts[s])
+                        r->parts[s]->held_len = 0;
+}
+
 /* Publish the output the caller encoded into p->obuf (n bytes; n < 0: the
  * encoder refused it, which stops the run: an output must never be
  * dropped). From the thread processing p. */
@@ -312,7 +434,10 @@ static void publish(part_t *p, const char *topic, const char *key, int n,
         }
         if (r->out_format == FMT_JSON && n > 0)
                 n--; /* the JSON encoders end a line: not in a message */
-        produce(r, topic, key, p->obuf, (size_t)n, hdr, nhdr);
+        if (r->committing)
+                hold(p, topic, key, p->obuf, (size_t)n, hdr, nhdr);
+        else
+                produce(r, topic, key, p->obuf, (size_t)n, hdr, nhdr);
 }
 
 static void sink_alert(void *opaque, const pg_alert_t *a)
@@ -412,6 +537,7 @@ static void part_free(part_t **s)
         fold_counters(p->run, p);
         pg_engine_free(p->eng);
         free(p->arena_buf);
+        free(p->held);
         free(p);
         *s = NULL;
 }
@@ -555,14 +681,23 @@ static void txn_begin(run_t *r)
                 rd_kafka_error_destroy(e);
                 r->fatal = true;
         }
-        r->dirty = false;
 }
 
+static int commit_wait(run_t *r);
+
 /* Abort the open transaction; every assigned partition is rebuilt from
- * its committed offset on the next loop turn. */
+ * its committed offset on the next loop turn. A commit in flight ends
+ * first; if it failed, it has aborted already. */
 static int txn_abort(run_t *r, const char *why)
 {
+        int rc = commit_wait(r);
+        if (r->fatal)
+                return TXN_FATAL;
+        if (rc == TXN_ABORTED)
+                return rc;
         LOG_WARN("event=transaction_abort reason=\"%s\"", why);
+        drop_held(r);
+        r->dirty = false;
         rd_kafka_error_t *e = rd_kafka_abort_transaction(r->producer, -1);
         if (e) {
                 /* an abort that fails leaves no way to go on */
@@ -595,16 +730,10 @@ static int txn_fail(run_t *r, rd_kafka_error_t *e, const char *what)
         return TXN_FATAL;
 }
 
-/* Send the offsets of every partition that moved, then commit. */
-static int txn_commit(run_t *r)
+/* The offsets of every partition that moved since the last commit, with
+ * the watermark metadata. */
+static rd_kafka_topic_partition_list_t *offsets_now(run_t *r)
 {
-        if (r->fatal)
-                return TXN_FATAL;
-        if (r->produce_failed)
-                return txn_abort(r, "a produce failed");
-        if (!r->dirty)
-                return TXN_OK;
-        int64_t t0 = mono_ms();
         rd_kafka_topic_partition_list_t *offs =
             rd_kafka_topic_partition_list_new(8);
         for (int i = 0; i < MAX_SLOTS; i++) {
@@ -622,34 +751,53 @@ static int txn_commit(run_t *r)
                 memcpy(e->metadata, md, (size_t)n);
                 e->metadata_size = (size_t)n;
         }
-        for (int attempt = 0;; attempt++) {
-                if (offs->cnt == 0)
-                        break;
-                rd_kafka_consumer_group_metadata_t *g =
-                    rd_kafka_consumer_group_metadata(r->consumer);
+        return offs;
+}
+
+/* Send the offsets, then commit: librdkafka calls only, from the
+ * committer thread or the consumer thread. NULL when committed; the error
+ * and what failed otherwise. */
+static rd_kafka_error_t *commit_work(run_t *r,
+                                     rd_kafka_topic_partition_list_t *offs,
+                                     rd_kafka_consumer_group_metadata_t *g,
+                                     const char **what)
+{
+        for (int attempt = 0; offs->cnt; attempt++) {
                 rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(
                     r->producer, offs, g, -1);
-                rd_kafka_consumer_group_metadata_destroy(g);
                 if (!e)
                         break;
                 if (rd_kafka_error_is_retriable(e) && attempt < 10) {
                         rd_kafka_error_destroy(e);
                         continue;
                 }
-                rd_kafka_topic_partition_list_destroy(offs);
-                return txn_fail(r, e, "send_offsets_to_transaction");
+                *what = "send_offsets_to_transaction";
+                return e;
         }
         for (int attempt = 0;; attempt++) {
                 rd_kafka_error_t *e =
                     rd_kafka_commit_transaction(r->producer, -1);
                 if (!e)
-                        break;
+                        return NULL;
                 if (rd_kafka_error_is_retriable(e) && attempt < 10) {
                         rd_kafka_error_destroy(e);
                         continue;
                 }
+                *what = "commit_transaction";
+                return e;
+        }
+}
+
+/* The end of a commit, on the consumer thread: on success the next
+ * transaction begins and what was held goes into it. */
+static int commit_done(run_t *r, rd_kafka_topic_partition_list_t *offs,
+                       rd_kafka_consumer_group_metadata_t *g,
+                       rd_kafka_error_t *e, const char *what, int64_t t0)
+{
+        rd_kafka_consumer_group_metadata_destroy(g);
+        if (e) {
                 rd_kafka_topic_partition_list_destroy(offs);
-                return txn_fail(r, e, "commit_transaction");
+                return txn_fail(r, e, what);
         }
         for (int i = 0; i < offs->cnt; i++) {
                 part_t **sl =
@@ -665,7 +813,80 @@ static int txn_commit(run_t *r)
         if (dt > 1000)
                 LOG_WARN("event=slow_commit ms=%" PRId64, dt);
         txn_begin(r);
+        release_held(r);
         return TXN_OK;
+}
+
+static void *committer_main(void *arg)
+{
+        run_t *r = arg;
+        for (;;) {
+                while (sem_wait(&r->cm_go))
+                        ; /* EINTR */
+                if (r->cm_quit)
+                        return NULL;
+                r->cm_err =
+                    commit_work(r, r->cm_offs, r->cm_group, &r->cm_what);
+                sem_post(&r->cm_done);
+        }
+}
+
+/* Wait for a commit in flight, if any, and finish it. */
+static int commit_wait(run_t *r)
+{
+        if (!r->committing)
+                return TXN_OK;
+        while (sem_wait(&r->cm_done))
+                ;
+        r->committing = false;
+        return commit_done(r, r->cm_offs, r->cm_group, r->cm_err, r->cm_what,
+                           r->cm_t0);
+}
+
+/* Finish the commit in flight if it has returned; never waits. */
+static void commit_poll(run_t *r)
+{
+        if (r->committing && sem_trywait(&r->cm_done) == 0) {
+                r->committing = false;
+                commit_done(r, r->cm_offs, r->cm_group, r->cm_err, r->cm_what,
+                            r->cm_t0);
+        }
+}
+
+/* Commit the open transaction, on the committer thread when one runs
+ * (wait: false) or here. Between batches only. */
+static int txn_commit_mode(run_t *r, bool wait)
+{
+        int rc = commit_wait(r);
+        if (rc != TXN_OK || r->fatal)
+                return r->fatal ? TXN_FATAL : rc;
+        if (r->produce_failed)
+                return txn_abort(r, "a produce failed");
+        if (!r->dirty)
+                return TXN_OK;
+        int64_t t0 = mono_ms();
+        rd_kafka_topic_partition_list_t *offs = offsets_now(r);
+        rd_kafka_consumer_group_metadata_t *g =
+            rd_kafka_consumer_group_metadata(r->consumer);
+        r->dirty = false; /* what comes from now on is the next one's */
+        if (!wait && r->cm_started) {
+                r->cm_offs = offs;
+                r->cm_group = g;
+                r->cm_t0 = t0;
+                r->cm_err = NULL;
+                r->committing = true;
+                sem_post(&r->cm_go);
+                return TXN_OK;
+        }
+        const char *what = NULL;
+        rd_kafka_error_t *e = commit_work(r, offs, g, &what);
+        return commit_done(r, offs, g, e, what, t0);
+}
+
+/* Send the offsets of every partition that moved, then commit, and wait. */
+static int txn_commit(run_t *r)
+{
+        return txn_commit_mode(r, true);
 }
 
 /* After an abort: every assigned partition starts again from its committed
@@ -709,6 +930,7 @@ static void rules_event(run_t *r, const char *type, const pg_ruleset_t *now,
 {
         if (!r->events_topic[0])
                 return;
+        commit_wait(r); /* produced here, into an open transaction */
         char t[40], buf[2048];
         pg_time_format(wall_ms(), t, sizeof(t));
         int n = snprintf(buf, sizeof(buf),
@@ -1248,7 +1470,12 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
             {"isolation.level", "read_committed"},
             {"partition.assignment.strategy", "cooperative-sticky"},
             {"auto.offset.reset", "earliest"},
-            {"enable.partition.eof", r->until_idle_ms > 0 ? "true" : "false"}};
+            {"enable.partition.eof", r->until_idle_ms > 0 ? "true" : "false"},
+            /* librdkafka 2.0's default (100000) stalled the fetch path: the
+             * consumer waited for fetches a third of the time at 1M
+             * records (bench/kafka_run.sh, docs/PERFORMANCE.md); the
+             * byte bound (queued.max.messages.kbytes) still caps memory */
+            {"queued.min.messages", "1000000"}};
         for (size_t i = 0; i < sizeof(cdef) / sizeof(cdef[0]); i++) {
                 char key[128];
                 snprintf(key, sizeof(key), "kafka.consumer.%s", cdef[i].k);
@@ -1305,6 +1532,12 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                          format_names[r->in_formats[i]]);
         }
         pool_start(r);
+        sem_init(&r->cm_go, 0, 0);
+        sem_init(&r->cm_done, 0, 0);
+        r->cm_started = pthread_create(&r->cm_th, NULL, committer_main, r) == 0;
+        if (!r->cm_started)
+                LOG_WARN("event=committer_start_failed note=\"commits run "
+                         "on the consumer thread\"");
         LOG_INFO("event=started rules=%s rules_version=%s group=%s "
                  "transactional_id=%s input=%s outputs=%s,%s,%s/%s "
                  "horizon_ms=%" PRId64 " workers=%d",
@@ -1367,6 +1600,23 @@ static void teardown(run_t *r)
 {
         if (r->pool.n)
                 pool_stop(r);
+        if (r->cm_started) {
+                if (r->committing) { /* a fatal stop: let it end first */
+                        while (sem_wait(&r->cm_done))
+                                ;
+                        r->committing = false;
+                        if (r->cm_err)
+                                rd_kafka_error_destroy(r->cm_err);
+                        rd_kafka_topic_partition_list_destroy(r->cm_offs);
+                        rd_kafka_consumer_group_metadata_destroy(r->cm_group);
+                }
+                r->cm_quit = true;
+                sem_post(&r->cm_go);
+                pthread_join(r->cm_th, NULL);
+                r->cm_started = false;
+                sem_destroy(&r->cm_go);
+                sem_destroy(&r->cm_done);
+        }
         for (int i = 0; i < MAX_SLOTS; i++)
                 part_free(&r->parts[i]);
         if (r->consumer)
@@ -1518,9 +1768,11 @@ int pg_cmd_run(int argc, char **argv)
                 }
                 if (r->produce_failed)
                         txn_abort(r, "a produce failed");
-                if (r->now - r->last_commit >= r->commit_interval_ms) {
-                        txn_commit(r);
-                        r->last_commit = r->now = mono_ms();
+                commit_poll(r);
+                if (!r->committing &&
+                    r->now - r->last_commit >= r->commit_interval_ms) {
+                        txn_commit_mode(r, false);
+                        r->last_commit = r->now;
                 }
                 if (r->rebuild && !r->fatal)
                         rebuild_all(r);
