@@ -9,6 +9,7 @@
 #                        charges, a 20M-card key explosion under the cap
 #   bench/run.sh         posguard replay on a JSON file
 #   bench/kafka_run.sh   end to end on a local broker vs consume-only
+#   bench/latency.sh     detection latency at a steady rate (50,000/s)
 # Takes about 25 minutes on 2 cores. PG_BENCH_BIG=1 adds the 20M-key table
 # sizes (longer, a few GiB).
 set -euo pipefail
@@ -17,3 +18,5 @@ for b in engine tables memory run kafka_run; do
   echo "== bench/$b.sh"
   "$here/$b.sh"
 done
+echo "== bench/latency.sh 50000 10"
+"$here/latency.sh" 50000 10

@@ -47,6 +47,13 @@ static int64_t mono_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t wall_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void sleep_ms(int64_t ms)
 {
         if (ms <= 0)
@@ -65,6 +72,7 @@ typedef struct tool_args {
         int64_t count;
         int64_t idle_exit_ms;
         bool json;
+        bool pace_event;
         const char *partitions_out;
 } tool_args_t;
 
@@ -80,6 +88,7 @@ static int parse_args(const char *cmd, int argc, char **argv, tool_args_t *a,
             {"idle-exit", required_argument, NULL, 'I'},
             {"json", no_argument, NULL, 'J'},
             {"partitions-out", required_argument, NULL, 'P'},
+            {"pace-event", no_argument, NULL, 'E'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0}};
         memset(a, 0, sizeof(*a));
@@ -120,6 +129,9 @@ static int parse_args(const char *cmd, int argc, char **argv, tool_args_t *a,
                 case 'P':
                         a->partitions_out = optarg;
                         break;
+                case 'E':
+                        a->pace_event = true;
+                        break;
                 case 'h':
                         fputs(usage, stdout);
                         return 1;
@@ -151,7 +163,11 @@ static const char produce_usage[] =
     "  invalid lines are published as they are. --rate 0: as fast as "
     "possible.\n"
     "  --partitions-out FILE: write \"LINE_NO PARTITION\" for each "
-    "delivered line\n";
+    "delivered line\n"
+    "  --pace-event: send each record when the wall clock reaches its\n"
+    "    event_time (1 ms linger; a record more than a minute ahead goes at\n"
+    "    once), for latency measurements on a stream generated to start in\n"
+    "    the near future\n";
 
 typedef struct produce_ctx {
         uint64_t failed;
@@ -209,7 +225,7 @@ int pg_cmd_produce(int argc, char **argv)
                 return 78;
         }
         rd_kafka_conf_set(pc, "enable.idempotence", "true", NULL, 0);
-        rd_kafka_conf_set(pc, "linger.ms", "5", NULL, 0);
+        rd_kafka_conf_set(pc, "linger.ms", a.pace_event ? "1" : "5", NULL, 0);
         rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
         rd_kafka_conf_set_opaque(pc, &ctx);
         rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
@@ -233,6 +249,7 @@ int pg_cmd_produce(int argc, char **argv)
         bool too_long;
         uint64_t sent = 0, raw = 0;
         int64_t t0 = mono_ms();
+        int64_t max_lag = 0, lag_sum = 0, lag_n = 0; /* --pace-event */
         while (!tools_stop &&
                (rc = pg_source_file_next(src, &line, &len, &too_long, err,
                                          sizeof(err))) > 0) {
@@ -256,6 +273,18 @@ int pg_cmd_produce(int argc, char **argv)
                 }
                 if (!ok)
                         raw++;
+                /* pace: wait for the record's event time, unless it is
+                 * more than a minute ahead (sent at once, not waited for) */
+                if (ok && a.pace_event) {
+                        int64_t ahead = rec.event_time - wall_ms();
+                        if (ahead <= 60000)
+                                sleep_ms(ahead);
+                        /* how far behind its event time a record went */
+                        if (-ahead > max_lag && ahead >= -60000)
+                                max_lag = -ahead;
+                        lag_sum += ahead < 0 && ahead >= -60000 ? -ahead : 0;
+                        lag_n++;
+                }
                 for (;;) {
                         rd_kafka_resp_err_t e = rd_kafka_producev(
                             p, RD_KAFKA_V_TOPIC(topic),
@@ -298,6 +327,11 @@ int pg_cmd_produce(int argc, char **argv)
                 "posguard produce: %" PRIu64 " messages to %s (%" PRIu64
                 " invalid lines as they are), %" PRIu64 " failed\n",
                 sent, topic, raw, ctx.failed);
+        if (a.pace_event)
+                fprintf(stderr,
+                        "posguard produce: paced by event time: send lag "
+                        "mean_ms=%.1f max_ms=%" PRId64 "\n",
+                        lag_n ? (double)lag_sum / (double)lag_n : 0.0, max_lag);
         if (ctx.partitions)
                 fclose(ctx.partitions);
         pg_source_file_close(src);

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# bench/latency.sh [RATE] [SECONDS] - detection latency of posguard run on
+# the local broker, at a steady RATE records/s (default 100,000: about half
+# the end-to-end maximum of bench/kafka_run.sh on 2 cores) for SECONDS
+# (default 10).
+#
+# The stream is generated to start a few seconds in the future
+# (scripts/posgen.py --start, no disorder, no late records) and
+# `posguard produce --pace-event` sends each record when the wall clock
+# reaches its event_time, so a record's event_time is its send time. The
+# run uses clock=wall (detected_at is the wall clock at detection) and the
+# default rules with allowed_lateness 0s: with the default 5 s a record
+# waits in the reorder buffer until the stream is 5 s past it, by the
+# contract, which would be all the latency measured. Latency of an alert =
+# detected_at - event_time of its offending record: from the record's
+# timestamp to the alert produced into the open transaction. Commit time is
+# reported apart (the run's commits and their mean duration): a committed
+# alert becomes visible at most commit.interval.ms + one commit later.
+# Writes bench/results/latency-<host>-<date>.json.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+rate=${1:-100000}
+secs=${2:-10}
+py=/usr/bin/python3
+scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+pg=build-bench/posguard
+work=$(mktemp -d)
+cleanup() {
+  [ -n "${run_pid:-}" ] && kill "$run_pid" 2>/dev/null || true
+  scripts/kafka.sh stop "$work/broker" --clean >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+bootstrap=$(scripts/kafka.sh start "$work/broker" | tail -1)
+scripts/kafka.sh create-topic "$work/broker" pos.txn 4 \
+    message.timestamp.after.max.ms=9223372036854775807 >/dev/null 2>&1
+for t in pos.alerts pos.refunds pos.dlq; do
+  scripts/kafka.sh create-topic "$work/broker" $t 2 >/dev/null 2>&1
+done
+sed 's/^\(  *allowed_lateness:\).*/\1 0s/' rules/default.yaml >"$work/rules.yaml"
+grep -q "allowed_lateness: 0s" "$work/rules.yaml"
+cat >"$work/pg.conf" <<CONF
+kafka.bootstrap.servers=$bootstrap
+rules=$work/rules.yaml
+group.id=latency
+transactional.id=latency-1
+clock=wall
+CONF
+lead=$((secs + 45))
+start_ms=$(( $(date +%s%3N) + lead * 1000 ))
+start=$($py -c "import datetime,sys; print(datetime.datetime.fromtimestamp($start_ms/1000, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]+'Z')")
+$py scripts/posgen.py --count $((rate * secs)) --rate "$rate" --start "$start" \
+    --p-disorder 0 --p-late 0 --out "$work/gen.jsonl" 2>/dev/null
+# only the records of the measured seconds (the generator's follow-ups
+# run on for an hour of event time), and none far behind the stream (some
+# scenarios carry old times on purpose: sent at once, they would measure
+# the producer, not posguard)
+$py - "$work/gen.jsonl" "$work/in.jsonl" "$((start_ms + secs * 1000))" <<'PY'
+import datetime, json, sys
+src, dst, end = sys.argv[1], sys.argv[2], int(sys.argv[3])
+top = 0
+with open(src, "rb") as f, open(dst, "wb") as o:
+    for line in f:
+        try:
+            t = json.loads(line)["event_time"]
+            if isinstance(t, str):
+                t = int(datetime.datetime.fromisoformat(t.replace("Z", "+00:00"))
+                        .timestamp() * 1000)
+            if t > end or t < top - 100:
+                continue
+            top = max(top, t)
+        except Exception:
+            pass  # malformed lines go as they are
+        o.write(line)
+PY
+[ "$(date +%s%3N)" -lt "$start_ms" ] || { echo "generation took longer than the lead"; exit 1; }
+# the run joins the group 10 s before the stream starts (its idle limit,
+# 15 s, covers that wait) and stops 15 s after the last record
+sleep_s=$(( (start_ms - $(date +%s%3N)) / 1000 - 10 ))
+[ "$sleep_s" -gt 0 ] && sleep "$sleep_s"
+$pg run --config "$work/pg.conf" --until-idle 15000 2>"$work/run.log" &
+run_pid=$!
+timeout $((lead + secs + 60)) $pg produce --config "$work/pg.conf" \
+    --input "$work/in.jsonl" --pace-event 2>"$work/produce.log" \
+    || { echo "produce failed or timed out"; tail -3 "$work/produce.log"; exit 1; }
+timeout 120 tail --pid="$run_pid" -f /dev/null || { echo "run did not stop"; tail -5 "$work/run.log"; exit 1; }
+wait "$run_pid" || { echo "run failed"; tail -5 "$work/run.log"; exit 1; }
+run_pid=
+$pg watch --config "$work/pg.conf" --json --idle-exit 4000 >"$work/out.jsonl" 2>/dev/null
+lag=$(grep -o "mean_ms=[0-9.]* max_ms=[0-9]*" "$work/produce.log" || echo "mean_ms=? max_ms=?")
+mkdir -p bench/results
+out=bench/results/latency-$(hostname -s)-$(date -u +%Y%m%d)-$rate.json
+$py - "$work/out.jsonl" "$work/run.log" "$lag" "$rate" "$secs" "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY' | tee "$out"
+import datetime, json, re, sys
+out, log, lag, rate, secs, machine, commit = sys.argv[1:]
+def ms(t):
+    return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() * 1000
+lat = []
+for line in open(out):
+    o = json.loads(line)
+    if o.get("type") == "alert" and o.get("finding") != "refund_blocked":
+        lat.append(ms(o["detected_at"]) - ms(o["event_time"]))
+lat.sort()
+assert int(dict(re.findall(r"(\w+)=([0-9.]+)", [l for l in open(log) if "event=stopped" in l][-1]))["consumed"]) > 0, "the run consumed nothing"
+def pct(p):
+    return round(lat[min(len(lat) - 1, int(p * len(lat)))], 1) if lat else None
+s = dict(re.findall(r"(\w+)=([0-9.]+)", [l for l in open(log) if "event=stopped" in l][-1]))
+commits = int(s["commits"])
+print(json.dumps({
+    "machine": machine, "commit": commit, "rate": int(rate), "seconds": int(secs),
+    "records": int(s["consumed"]), "alerts": len(lat),
+    "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "p99_9": pct(0.999), "max": lat[-1] if lat else None},
+    "commits": commits, "commit_ms_mean": round(int(s["commit_ms"]) / commits, 1) if commits else None,
+    "commit_interval_ms": 100,
+    "producer_send_lag": lag,
+    "note": "latency = detected_at - event_time; event_time is the send time "
+            "when the producer keeps pace (producer_send_lag: how far behind "
+            "it fell, which the latency includes)"}, indent=1))
+PY
+echo "written: $out"
