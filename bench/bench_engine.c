@@ -85,6 +85,7 @@
 #include "engine.h"
 #include "pipeline.h"
 #include "rules.h"
+#include "util_text.h"
 
 /* ---- timing ---- */
 
@@ -215,6 +216,17 @@ typedef struct arena_buf {
         _Alignas(max_align_t) unsigned char b[PG_PB_ARENA_MIN + 64];
 } arena_buf_t;
 
+/* Decode record i of in into rec (the arena reset first). */
+static bool decode_at(const encoded_t *in, size_t i, pg_pb_arena_t *arena,
+                      pg_record_t *rec)
+{
+        const char *field;
+        char why[256];
+        pg_pb_arena_reset(arena);
+        return pg_codec_pb_parse(arena, in->data + in->off[i], in->size[i], rec,
+                                 &field, why, sizeof(why)) == PG_REJ_NONE;
+}
+
 /* Decode records [from, to) only. */
 static void run_decode(const encoded_t *in, size_t from, size_t to,
                        run_counts_t *out)
@@ -223,16 +235,11 @@ static void run_decode(const encoded_t *in, size_t from, size_t to,
         pg_pb_arena_t arena;
         pg_pb_arena_init(&arena, abuf.b, sizeof(abuf.b));
         pg_record_t rec;
-        const char *field;
-        char why[256];
         memset(out, 0, sizeof(*out));
         uint64_t sum = 0;
         double t0 = now_s();
         for (size_t i = from; i < to; i++) {
-                pg_pb_arena_reset(&arena);
-                if (pg_codec_pb_parse(&arena, in->data + in->off[i],
-                                      in->size[i], &rec, &field, why,
-                                      sizeof(why)) == PG_REJ_NONE) {
+                if (decode_at(in, i, &arena, &rec)) {
                         out->records++;
                         sum += (uint64_t)rec.event_time; /* use the result */
                 } else {
@@ -262,14 +269,9 @@ static int run_engine(const encoded_t *in, size_t from, size_t to,
         if (!e)
                 return -1;
         pg_record_t rec;
-        const char *field;
-        char why[256];
         double t0 = now_s();
         for (size_t i = from; i < to; i++) {
-                pg_pb_arena_reset(&arena);
-                if (pg_codec_pb_parse(&arena, in->data + in->off[i],
-                                      in->size[i], &rec, &field, why,
-                                      sizeof(why)) != PG_REJ_NONE) {
+                if (!decode_at(in, i, &arena, &rec)) {
                         out->decode_rejects++;
                         continue;
                 }
@@ -330,14 +332,9 @@ static int run_pipeline(const encoded_t *in, const pg_ruleset_t *rs,
         if (!pl)
                 return -1;
         pg_record_t rec;
-        const char *field;
-        char why[256];
         double t0 = now_s();
         for (size_t i = 0; i < in->n; i++) {
-                pg_pb_arena_reset(&arena);
-                if (pg_codec_pb_parse(&arena, in->data + in->off[i],
-                                      in->size[i], &rec, &field, why,
-                                      sizeof(why)) != PG_REJ_NONE) {
+                if (!decode_at(in, i, &arena, &rec)) {
                         out->decode_rejects++;
                         continue;
                 }
@@ -630,21 +627,6 @@ static void machine_info(machine_t *m, const char *commit)
                         pclose(g);
                 }
         }
-}
-
-static void json_str(FILE *f, const char *s)
-{
-        fputc('"', f);
-        for (; *s; s++) {
-                unsigned char c = (unsigned char)*s;
-                if (c == '"' || c == '\\')
-                        fprintf(f, "\\%c", c);
-                else if (c < 0x20)
-                        fprintf(f, "\\u%04x", c);
-                else
-                        fputc(c, f);
-        }
-        fputc('"', f);
 }
 
 /* ---- measurements ---- */
@@ -949,23 +931,23 @@ int main(int argc, char **argv)
                         die("%s: %s", out_path, strerror(errno));
                 fprintf(
                     f, "{\n  \"machine\": {\"cores\": %ld, \"cpu\": ", m.cores);
-                json_str(f, m.cpu);
+                pg_json_str_write(f, m.cpu);
                 fprintf(f, ", \"memory_gib\": %.1f, \"host\": ", m.mem_gib);
-                json_str(f, m.host);
+                pg_json_str_write(f, m.host);
                 fprintf(f, ", \"os\": ");
-                json_str(f, m.os);
+                pg_json_str_write(f, m.os);
                 fprintf(f, ", \"compiler\": ");
-                json_str(f, __VERSION__);
+                pg_json_str_write(f, __VERSION__);
                 fprintf(f, "},\n  \"commit\": ");
-                json_str(f, m.commit);
+                pg_json_str_write(f, m.commit);
                 fprintf(f, ",\n  \"rules\": ");
-                json_str(f, rules_path);
+                pg_json_str_write(f, rules_path);
                 fprintf(f, ",\n  \"rule_sets\": \"%s\"",
                         split ? "split" : "views");
                 fprintf(f, ",\n  \"runs\": \"%s\"",
                         forked ? "one process per run" : "in process");
                 fprintf(f, ",\n  \"input\": ");
-                json_str(f, input);
+                pg_json_str_write(f, input);
                 fprintf(f,
                         ",\n  \"lines\": %llu, \"rejected\": %llu, "
                         "\"records\": %zu, \"protobuf_bytes\": %zu, "
@@ -975,7 +957,7 @@ int main(int argc, char **argv)
                 for (int i = 0; i < nrows; i++) {
                         const row_t *r = &rows[i];
                         fprintf(f, "    {\"name\": ");
-                        json_str(f, r->name);
+                        pg_json_str_write(f, r->name);
                         if (r->kind == KIND_PIPE)
                                 fprintf(f,
                                         ", \"partitions\": %d, \"threads\": "
@@ -983,9 +965,9 @@ int main(int argc, char **argv)
                                         r->partitions, r->threads);
                         if (r->kind == KIND_RULE) {
                                 fprintf(f, ", \"rule_id\": ");
-                                json_str(f, r->rule_id);
+                                pg_json_str_write(f, r->rule_id);
                                 fprintf(f, ", \"detector\": ");
-                                json_str(f, r->detector);
+                                pg_json_str_write(f, r->detector);
                         }
                         fprintf(f,
                                 ", \"records\": %llu, \"seconds\": %.6f, "

@@ -28,6 +28,7 @@
 #include "replay.h"
 #include "rules.h"
 #include "util_mem.h"
+#include "util_text.h"
 
 /* ---------------------------------------------------------------------
  * Collected outputs
@@ -613,53 +614,38 @@ static void changed(report_t *rp, const out_t *x, char sign)
         }
 }
 
-static void json_str(FILE *f, const char *s)
-{
-        fputc('"', f);
-        for (; *s; s++) {
-                unsigned char c = (unsigned char)*s;
-                if (c == '"' || c == '\\')
-                        fprintf(f, "\\%c", c);
-                else if (c < 0x20)
-                        fprintf(f, "\\u%04x", c);
-                else
-                        fputc(c, f);
-        }
-        fputc('"', f);
-}
-
 static void write_json(FILE *f, const report_t *rp, const char *base_path,
                        const pg_ruleset_t *base, const char *new_path,
                        const pg_ruleset_t *nrs, const char *input,
                        const pg_replay_counts_t *cnt)
 {
         fprintf(f, "{\"input\":");
-        json_str(f, input);
+        pg_json_str_write(f, input);
         fprintf(f, ",\"records\":%" PRIu64 ",\"rejected\":%" PRIu64,
                 cnt->lines - cnt->rejected, cnt->rejected);
         fprintf(f, ",\"baseline\":");
         if (base) {
                 fprintf(f, "{\"path\":");
-                json_str(f, base_path);
+                pg_json_str_write(f, base_path);
                 fprintf(f, ",\"version\":");
-                json_str(f, base->version);
+                pg_json_str_write(f, base->version);
                 fprintf(f, "}");
         } else {
                 fprintf(f, "null");
         }
         fprintf(f, ",\"new\":{\"path\":");
-        json_str(f, new_path);
+        pg_json_str_write(f, new_path);
         fprintf(f, ",\"version\":");
-        json_str(f, nrs->version);
+        pg_json_str_write(f, nrs->version);
         fprintf(f, "},\"rules\":[");
         for (int i = 0; i < rp->n; i++) {
                 const row_t *r = &rp->rows[i];
                 fprintf(f, "%s{\"rule_id\":", i ? "," : "");
-                json_str(f, r->rule);
+                pg_json_str_write(f, r->rule);
                 fprintf(f, ",\"mode\":");
-                json_str(f, r->mode);
+                pg_json_str_write(f, r->mode);
                 fprintf(f, ",\"baseline_mode\":");
-                json_str(f, r->old_mode);
+                pg_json_str_write(f, r->old_mode);
                 fprintf(f,
                         ",\"alerts\":{\"baseline\":%" PRId64 ",\"new\":%" PRId64
                         ",\"added\":%" PRId64 ",\"removed\":%" PRId64 "}",
@@ -672,7 +658,7 @@ static void write_json(FILE *f, const report_t *rp, const char *base_path,
                 fprintf(f, ",\"refunded\":{");
                 for (int m = 0; m < r->nmoney; m++) {
                         fprintf(f, "%s", m ? "," : "");
-                        json_str(f, r->money[m].cur);
+                        pg_json_str_write(f, r->money[m].cur);
                         fprintf(f,
                                 ":{\"baseline\":%" PRId64 ",\"new\":%" PRId64
                                 ",\"difference\":%" PRId64 "}",

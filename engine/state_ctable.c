@@ -363,6 +363,29 @@ static bool slot_install(pg_ctable_t *t, slot_t *s, uint64_t c,
 
 /* ---- resize ---- */
 
+/* Claim the empty slot s of a for k and publish w / exp in it. False when
+ * another thread claimed s first (the caller probes again). */
+static bool claim_publish(pg_ctable_t *t, arr_t *a, slot_t *s, pg_key_t k,
+                          const uint64_t *w, int64_t exp)
+{
+        uint64_t zero = 0;
+        /* acq_rel: the claim happens before our stores below; on failure
+         * the caller re-probes and reads what the winner claimed */
+        if (!atomic_compare_exchange_strong_explicit(&s->lo, &zero, k.lo,
+                                                     memory_order_acq_rel,
+                                                     memory_order_acquire))
+                return false;
+        stripe_add(a->used, k.hi, 1);
+        atomic_store_explicit(&s->hi, k.hi, memory_order_release);
+        atomic_store_explicit(&s->expire, exp, memory_order_relaxed);
+        for (size_t i = 0; i < t->words; i++)
+                atomic_store_explicit(&s->v[i], w[i], memory_order_relaxed);
+        /* release: publishes key, value and expiry (the linearisation
+         * point of an insert) */
+        atomic_store_explicit(&s->ctl, CT_VER | CT_LIVE, memory_order_release);
+        return true;
+}
+
 static bool start_resize(pg_ctable_t *t, arr_t *a);
 
 /* Copy a moved entry into the newest array of the chain from nx, unless
@@ -390,21 +413,8 @@ static void move_into(pg_ctable_t *t, arr_t *nx, pg_key_t k, const uint64_t *w,
                                 continue;
                         break;
                 }
-                uint64_t zero = 0;
-                /* acq_rel: the claim is ordered before the stores below,
-                 * and after what we read of the slot */
-                if (!atomic_compare_exchange_strong_explicit(
-                        &s->lo, &zero, k.lo, memory_order_acq_rel,
-                        memory_order_acquire))
+                if (!claim_publish(t, a, s, k, w, exp))
                         continue;
-                stripe_add(a->used, k.hi, 1);
-                atomic_store_explicit(&s->hi, k.hi, memory_order_release);
-                atomic_store_explicit(&s->expire, exp, memory_order_relaxed);
-                for (size_t i = 0; i < t->words; i++)
-                        atomic_store_explicit(&s->v[i], w[i],
-                                              memory_order_relaxed);
-                atomic_store_explicit(&s->ctl, CT_VER | CT_LIVE,
-                                      memory_order_release);
                 return;
         }
         /* only when the memory cap refuses every further array: the
@@ -674,23 +684,8 @@ pg_ct_result_t pg_ctable_upsert(pg_ctable_t *t, pg_key_t k, int64_t now,
                 int64_t e = expire_at;
                 if (fn && !fn(w, true, &e, arg))
                         return PG_CT_ABSENT;
-                uint64_t zero = 0;
-                /* acq_rel: the claim happens before our stores below; on
-                 * failure we re-probe and read what the winner claimed */
-                if (!atomic_compare_exchange_strong_explicit(
-                        &s->lo, &zero, k.lo, memory_order_acq_rel,
-                        memory_order_acquire))
+                if (!claim_publish(t, a, s, k, w, e))
                         continue;
-                stripe_add(a->used, k.hi, 1);
-                atomic_store_explicit(&s->hi, k.hi, memory_order_release);
-                atomic_store_explicit(&s->expire, e, memory_order_relaxed);
-                for (size_t i = 0; i < t->words; i++)
-                        atomic_store_explicit(&s->v[i], w[i],
-                                              memory_order_relaxed);
-                /* release: publishes key, value and expiry (the
-                 * linearisation point of the insert) */
-                atomic_store_explicit(&s->ctl, CT_VER | CT_LIVE,
-                                      memory_order_release);
                 stripe_add(t->live, k.hi, 1);
                 return PG_CT_CREATED;
         }

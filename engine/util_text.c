@@ -27,3 +27,18 @@ const char *pg_show(char *buf, size_t size, const char *s, size_t len,
         buf[o] = '\0';
         return buf;
 }
+
+void pg_json_str_write(FILE *f, const char *s)
+{
+        fputc('"', f);
+        for (; *s; s++) {
+                unsigned char c = (unsigned char)*s;
+                if (c == '"' || c == '\\')
+                        fprintf(f, "\\%c", c);
+                else if (c < 0x20)
+                        fprintf(f, "\\u%04x", c);
+                else
+                        fputc(c, f);
+        }
+        fputc('"', f);
+}

@@ -5,6 +5,7 @@
 #define PG_UTIL_TEXT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Copy s (len bytes, not necessarily NUL-terminated) into buf for an error
  * message: printable ASCII as is, any other byte and '\' as \xNN, cut at max
@@ -12,5 +13,9 @@
  * corrupt a terminal or a log. Returns buf, always NUL-terminated. */
 const char *pg_show(char *buf, size_t size, const char *s, size_t len,
                     size_t max);
+
+/* Write s to f as a JSON string (quotes, \\ and \" escaped, control
+ * characters as \u00XX), for reports. */
+void pg_json_str_write(FILE *f, const char *s);
 
 #endif
