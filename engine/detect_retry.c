@@ -43,12 +43,12 @@ static const pg_pair_ops_t ops = {PG_FIND_RETRY_DUPLICATE, match, reason};
 void pg_detect_retry(pg_engine_t *e, int ri, const pg_record_t *rec,
                      pg_claims_t *claims)
 {
-        pg_keyb_t kb;
-        pg_keyb_init(&kb, PG_TAG_RETRY);
-        pg_keyb_str(&kb, &rec->terminal_id);
-        pg_keyb_str(&kb, &rec->stan);
-        pg_keyb_str(&kb, &rec->card_token);
-        pg_keyb_i64(&kb, rec->amount);
-        pg_keyb_str(&kb, &rec->currency);
-        pg_detect_pair(e, ri, rec, pg_keyb_done(&kb), &ops, claims);
+        /* terminal, STAN, card (their keys), amount, currency */
+        const uint64_t w[8] = {
+            rec->k.terminal.lo,    rec->k.terminal.hi,
+            rec->k.stan.lo,        rec->k.stan.hi,
+            rec->k.card.lo,        rec->k.card.hi,
+            (uint64_t)rec->amount, pg_key_cur(&rec->currency)};
+        pg_detect_pair(e, ri, rec, pg_key_words(PG_TAG_RETRY, w, 8), &ops,
+                       claims);
 }

@@ -48,11 +48,11 @@ static const pg_pair_ops_t ops = {PG_FIND_REPEATED_SWIPE, match, reason};
 void pg_detect_swipe(pg_engine_t *e, int ri, const pg_record_t *rec,
                      pg_claims_t *claims)
 {
-        pg_keyb_t kb;
-        pg_keyb_init(&kb, PG_TAG_SWIPE);
-        pg_keyb_str(&kb, &rec->merchant_id);
-        pg_keyb_str(&kb, &rec->card_token);
-        pg_keyb_i64(&kb, rec->amount);
-        pg_keyb_str(&kb, &rec->currency);
-        pg_detect_pair(e, ri, rec, pg_keyb_done(&kb), &ops, claims);
+        /* merchant, card (their keys), amount, currency */
+        const uint64_t w[6] = {
+            rec->k.merchant.lo,    rec->k.merchant.hi,
+            rec->k.card.lo,        rec->k.card.hi,
+            (uint64_t)rec->amount, pg_key_cur(&rec->currency)};
+        pg_detect_pair(e, ri, rec, pg_key_words(PG_TAG_SWIPE, w, 6), &ops,
+                       claims);
 }

@@ -513,6 +513,10 @@ void pg_engine_push(pg_engine_t *e, const pg_record_t *rec)
                 if (rec->kind == PG_KIND_PURCHASE) {
                         r->k.rrn = pg_key_str(PG_TAG_RRN, &rec->rrn);
                         r->k.stan = pg_key_str(PG_TAG_STAN, &rec->stan);
+                        r->k.terminal =
+                            pg_key_str(PG_TAG_TERMINAL, &rec->terminal_id);
+                        r->k.merchant =
+                            pg_key_str(PG_TAG_MERCHANT, &rec->merchant_id);
                         if (rec->order_id.len)
                                 r->k.order =
                                     pg_key_str(PG_TAG_ORDER, &rec->order_id);

@@ -31,7 +31,9 @@ enum {
         PG_TAG_AGGV,
         PG_TAG_CAP_M,
         PG_TAG_CAP_G,
-        PG_TAG_COOLDOWN
+        PG_TAG_COOLDOWN,
+        PG_TAG_TERMINAL,
+        PG_TAG_MERCHANT
 };
 
 /* What the engine knows about one rrn (SEMANTICS.md 2, step 2). */

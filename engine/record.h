@@ -76,7 +76,7 @@ typedef struct pg_record {
          * index that needs them. Never read from input; undefined for a
          * field the record's kind does not use. */
         struct {
-                pg_key_t txn, rrn, orig, card, stan, order;
+                pg_key_t txn, rrn, orig, card, stan, order, terminal, merchant;
         } k;
 } pg_record_t;
 

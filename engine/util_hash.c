@@ -57,6 +57,15 @@ pg_key_t pg_key_str(uint8_t tag, const pg_str_t *s)
         return k;
 }
 
+pg_key_t pg_key_words(uint8_t tag, const uint64_t *w, size_t n)
+{
+        XXH128_hash_t h = XXH3_128bits_withSeed(w, n * sizeof(*w), tag);
+        pg_key_t k = {h.low64, h.high64};
+        if (!k.lo && !k.hi)
+                k.lo = 1;
+        return k;
+}
+
 void pg_id_make(char *out, const char *prefix, const char *text, size_t len)
 {
         static const char hex[] = "0123456789abcdef";

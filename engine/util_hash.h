@@ -33,6 +33,19 @@ pg_key_t pg_keyb_done(const pg_keyb_t *kb);
 
 pg_key_t pg_key_str(uint8_t tag, const pg_str_t *s);
 
+/* A key of several fields from their own keys and numbers, packed by the
+ * caller into n 64-bit words (fixed layout, no padding to leave unset). */
+pg_key_t pg_key_words(uint8_t tag, const uint64_t *w, size_t n);
+
+/* A currency code packed into a word (for pg_key_words). */
+static inline uint64_t pg_key_cur(const pg_str_t *s)
+{
+        uint64_t c = 0;
+        for (int i = 0; i < s->len && i < 8; i++)
+                c |= (uint64_t)(unsigned char)s->s[i] << (8 * i);
+        return c;
+}
+
 /* "al-"/"rf-" + hex(XXH3_128(text)), high 64 bits first (SEMANTICS.md 5).
  * out must hold PG_ID_LEN (36) bytes. */
 void pg_id_make(char *out, const char *prefix, const char *text, size_t len);

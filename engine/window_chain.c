@@ -103,7 +103,6 @@ void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now)
                 return NULL;
         uint64_t pos = c->head++;
         pg_chain_hdr_t *h = at(c, pos);
-        memset(h, 0, c->member_size);
         h->t = t;
         h->prev = created ? 0 : g->newest;
         g->newest = pos + 1;

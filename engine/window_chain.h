@@ -45,7 +45,8 @@ void pg_chain_walk(const pg_chain_t *c, pg_key_t key, int64_t now,
 void *pg_chain_next(pg_chain_iter_t *it);
 
 /* Append a member of key with event time t; returns it (header filled,
- * the rest zeroed) or NULL when the memory cap refuses it. */
+ * the rest NOT initialised: the caller fills every field it will read) or
+ * NULL when the memory cap refuses it. */
 void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now);
 
 /* Drop members older than now - horizon (bounded by max_work). */
