@@ -151,7 +151,9 @@ typedef struct part {
         bool muted;             /* processing a warm-up message */
         bool eof;               /* at the end of the partition */
         uint64_t warm, live;
-        counters_t c; /* folded into the run's after each batch */
+        counters_t c;   /* folded into the run's after each batch */
+        uint64_t batch; /* the batch job below belongs to */
+        size_t job;     /* its job in that batch */
         /* outputs made while the previous transaction commits, produced
          * into the next one when it begins (see "Commits overlap") */
         unsigned char *held;
@@ -232,7 +234,8 @@ struct run {
         const char *cm_what;
         int64_t cm_t0;
         rd_kafka_message_t *batch[BATCH_MAX];
-        size_t batch_n; /* polled, not yet processed */
+        size_t batch_n;    /* polled, not yet processed */
+        uint64_t batch_id; /* batches run so far */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -326,6 +329,18 @@ static void produce(run_t *r, const char *topic, const char *key,
  * fails, the held outputs are dropped with the aborted state: the rebuild
  * re-reads from the committed offsets and makes them again. */
 
+#define HELD_MAX_HDR 5                    /* the most any output carries */
+#define HELD_MAX_BYTES ((size_t)64 << 20) /* then wait for the commit */
+
+static size_t held_bytes(const run_t *r)
+{
+        size_t n = 0;
+        for (int s = 0; s < MAX_SLOTS; s++)
+                if (r->parts[s])
+                        n += r->parts[s]->held_len;
+        return n;
+}
+
 static void held_put(part_t *p, const void *b, size_t n)
 {
         if (p->held_len + n > p->held_cap) {
@@ -352,6 +367,11 @@ static void held_str(part_t *p, const char *s)
 static void hold(part_t *p, const char *topic, const char *key, const void *val,
                  size_t len, const char *const *hdr, int nhdr)
 {
+        if (nhdr > HELD_MAX_HDR) { /* a programming error: never drop */
+                LOG_ERROR("event=hold_failed headers=%d", nhdr);
+                p->run->fatal = true;
+                return;
+        }
         held_str(p, topic);
         held_str(p, key);
         uint32_t n = (uint32_t)len;
@@ -365,17 +385,23 @@ static void hold(part_t *p, const char *topic, const char *key, const void *val,
         }
 }
 
-static const char *held_get(const unsigned char *b, size_t *i, char *out,
-                            size_t cap)
+static const char *held_get(run_t *r, const unsigned char *b, size_t *i,
+                            char *out, size_t cap)
 {
         uint32_t n;
         memcpy(&n, b + *i, sizeof(n));
         *i += sizeof(n);
         if (n == UINT32_MAX)
                 return NULL;
-        size_t k = n < cap ? n : cap - 1;
-        memcpy(out, b + *i, k);
-        out[k] = '\0';
+        if (n >= cap) { /* larger than any output's field: never cut one */
+                LOG_ERROR("event=release_failed field_bytes=%u", n);
+                r->fatal = true;
+                *i += n;
+                out[0] = '\0';
+                return out;
+        }
+        memcpy(out, b + *i, n);
+        out[n] = '\0';
         *i += n;
         return out;
 }
@@ -384,27 +410,30 @@ static const char *held_get(const unsigned char *b, size_t *i, char *out,
  * transaction just begun (consumer thread, no batch running). */
 static void release_held(run_t *r)
 {
-        char topic[256], key[PG_STR_MAX + 1], hb[10][PG_REASON_MAX + 64];
+        char topic[256], key[PG_STR_MAX + 1],
+            hb[2 * HELD_MAX_HDR][PG_REASON_MAX + 64];
         for (int s = 0; s < MAX_SLOTS; s++) {
                 part_t *p = r->parts[s];
                 if (!p || !p->held_len)
                         continue;
                 for (size_t i = 0; i < p->held_len;) {
                         const char *t =
-                            held_get(p->held, &i, topic, sizeof(topic));
-                        const char *k = held_get(p->held, &i, key, sizeof(key));
+                            held_get(r, p->held, &i, topic, sizeof(topic));
+                        const char *k =
+                            held_get(r, p->held, &i, key, sizeof(key));
                         uint32_t n;
                         memcpy(&n, p->held + i, sizeof(n));
                         i += sizeof(n);
                         const unsigned char *val = p->held + i;
                         i += n;
                         int nh = p->held[i++];
-                        const char *hdr[10];
-                        for (int h = 0; h < nh && h < 5; h++) {
-                                hdr[2 * h] = held_get(p->held, &i, hb[2 * h],
+                        const char *hdr[2 * HELD_MAX_HDR];
+                        for (int h = 0; h < nh && h < HELD_MAX_HDR; h++) {
+                                hdr[2 * h] = held_get(r, p->held, &i, hb[2 * h],
                                                       sizeof(hb[0]));
-                                hdr[2 * h + 1] = held_get(
-                                    p->held, &i, hb[2 * h + 1], sizeof(hb[0]));
+                                hdr[2 * h + 1] =
+                                    held_get(r, p->held, &i, hb[2 * h + 1],
+                                             sizeof(hb[0]));
                         }
                         produce(r, t, k, val, n, hdr, nh);
                 }
@@ -860,6 +889,10 @@ static int txn_commit_mode(run_t *r, bool wait)
         int rc = commit_wait(r);
         if (rc != TXN_OK || r->fatal)
                 return r->fatal ? TXN_FATAL : rc;
+        /* after an abort the offsets are stale until the rebuild: nothing
+         * is committed before it */
+        if (r->rebuild)
+                return TXN_ABORTED;
         if (r->produce_failed)
                 return txn_abort(r, "a produce failed");
         if (!r->dirty)
@@ -893,6 +926,9 @@ static int txn_commit(run_t *r)
  * offset, warm-up first. */
 static void rebuild_all(run_t *r)
 {
+        commit_wait(r); /* committed offsets are read below */
+        if (r->fatal)
+                return;
         rd_kafka_topic_partition_list_t *a = NULL;
         rd_kafka_resp_err_t err = rd_kafka_assignment(r->consumer, &a);
         r->rebuild = false;
@@ -1202,6 +1238,15 @@ static void run_batch(run_t *r, size_t n)
         static rd_kafka_message_t *grouped[BATCH_MAX];
         part_t *owner[BATCH_MAX];
         size_t used = 0;
+        if (r->rebuild || r->fatal) {
+                /* an abort is pending (in a rebalance callback, say): the
+                 * engines are stale and every partition will be read again
+                 * from its committed offset, so these are not processed */
+                for (size_t i = 0; i < n; i++)
+                        rd_kafka_message_destroy(r->batch[i]);
+                return;
+        }
+        r->batch_id++;
         pl->njobs = 0;
         /* two passes: count per part, then place (n is small) */
         for (size_t i = 0; i < n; i++) {
@@ -1228,12 +1273,12 @@ static void run_batch(run_t *r, size_t n)
                         r->first_message = r->last_message;
                 p->c.consumed++;
                 owner[i] = p;
-                size_t j = 0;
-                while (j < pl->njobs && pl->jobs[j].p != p)
-                        j++;
-                if (j == pl->njobs)
+                if (p->batch != r->batch_id) { /* first message of p here */
+                        p->batch = r->batch_id;
+                        p->job = pl->njobs;
                         pl->jobs[pl->njobs++] = (job_t){p, NULL, 0};
-                pl->jobs[j].n++;
+                }
+                pl->jobs[p->job].n++;
         }
         for (size_t j = 0; j < pl->njobs; j++) {
                 pl->jobs[j].m = grouped + used;
@@ -1243,10 +1288,8 @@ static void run_batch(run_t *r, size_t n)
         for (size_t i = 0; i < n; i++) {
                 if (!owner[i])
                         continue;
-                size_t j = 0;
-                while (pl->jobs[j].p != owner[i])
-                        j++;
-                pl->jobs[j].m[pl->jobs[j].n++] = r->batch[i];
+                job_t *j = &pl->jobs[owner[i]->job];
+                j->m[j->n++] = r->batch[i];
         }
         atomic_store_explicit(&pl->next, 0, memory_order_relaxed);
         /* only as many helpers as there are groups beyond ours */
@@ -1747,11 +1790,11 @@ int pg_cmd_run(int argc, char **argv)
         while (!stop_requested && !r->fatal) {
                 /* a batch: wait for the first message only */
                 r->batch_n = 0;
-                int64_t t_poll = r->now;
+                int64_t t_poll = mono_ms();
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 50);
                 while (m) {
                         r->batch[r->batch_n++] = m;
-                        m = r->batch_n < BATCH_MAX
+                        m = r->batch_n < BATCH_MAX && !r->rebuild && !r->fatal
                                 ? rd_kafka_consumer_poll(r->consumer, 0)
                                 : NULL;
                 }
@@ -1769,13 +1812,19 @@ int pg_cmd_run(int argc, char **argv)
                 if (r->produce_failed)
                         txn_abort(r, "a produce failed");
                 commit_poll(r);
-                if (!r->committing &&
+                /* an abort (here, in a commit or in a rebalance callback)
+                 * rebuilds before anything else is committed */
+                if (r->rebuild && !r->fatal)
+                        rebuild_all(r);
+                /* outputs held during a slow commit are bounded: wait for
+                 * it rather than hold more */
+                if (r->committing && held_bytes(r) > HELD_MAX_BYTES)
+                        commit_wait(r);
+                if (!r->committing && !r->rebuild &&
                     r->now - r->last_commit >= r->commit_interval_ms) {
                         txn_commit_mode(r, false);
                         r->last_commit = r->now;
                 }
-                if (r->rebuild && !r->fatal)
-                        rebuild_all(r);
                 if (!r->fatal)
                         maybe_reload(r);
                 if (r->until_idle_ms > 0 && caught_up(r)) {

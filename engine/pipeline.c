@@ -13,10 +13,10 @@
  * Outputs. A partition's sink encodes each output in the worker's thread
  * into that partition's buffer as {tag, length, bytes}, tag being the input
  * position of the record being pushed (UINT64_MAX during the final flush).
- * Only the partition's worker appends; only the caller reads, after it has
- * seen the worker's done counter cover the batch (acquire), and it empties
- * the buffers before it publishes more work to that worker, so the buffer
- * is never touched by two threads at once. pg_pipeline_sync merges the
+ * Only the partition's worker appends; only the caller reads, in
+ * pg_pipeline_sync, after it has seen every worker's done counter cover
+ * every published batch (acquire) and before it publishes another, so a
+ * buffer is never touched by two threads at once. pg_pipeline_sync merges the
  * buffers by tag (each tag belongs to one partition; flush outputs go in
  * partition order), which is the order one thread would have written.
  *
@@ -225,6 +225,12 @@ static void *worker_main(void *arg)
 static void wait_worker(pg_pipeline_t *pl, worker_t *w, uint64_t max_pending)
 {
         uint64_t s = atomic_load_explicit(&w->submitted, memory_order_relaxed);
+        /* posts left from batches nobody waited for would make the waits
+         * below return at once: drop them first (a post made after this
+         * is for a batch whose done store the check below may miss, and
+         * it wakes the wait) */
+        while (sem_trywait(&pl->progress) == 0)
+                ;
         /* acquire: pairs with the worker's release store of done */
         while (s - atomic_load_explicit(&w->done, memory_order_acquire) >
                max_pending)

@@ -20,9 +20,9 @@
  * and is being published.
  *
  * Insert: CAS key lo from 0 to the key (the only way a slot is claimed),
- * store hi, value and expiry, then store ctl = LIVE (release). A reader
- * that meets the key before ctl is published treats it as absent: the
- * insert is linearised at that store.
+ * store hi, value and expiry, then store ctl = LIVE (release); the insert
+ * is linearised at that store. A thread that meets the key in between
+ * waits for it (a few stores of the claiming thread).
  *
  * Update (optimistic, seqlock style): read ctl (acquire, no WRITE bit),
  * copy the value, re-read ctl; run the caller's function on the private
@@ -62,9 +62,10 @@
  *
  * Memory cap. An array is allocated only when the current one plus the
  * new one fit under max_bytes; when they do not, inserts go on to 7/8 load
- * and are then refused (PG_CT_FULL, counted in full). Since the cap
- * covers both arrays of a resize, a table at its largest size can always
- * compact in place.
+ * and are then refused (PG_CT_FULL, counted in full), while moves of
+ * existing entries may fill a target to 15/16. An array left by a resize
+ * stops counting when it is retired and is freed one grace period later
+ * (state_epoch.c): for that moment the footprint can pass the cap by it.
  */
 #include "state_ctable.h"
 
@@ -398,8 +399,12 @@ static void move_into(pg_ctable_t *t, arr_t *nx, pg_key_t k, const uint64_t *w,
         while (a) {
                 slot_t *s;
                 int r = probe(t, a, k, &s);
-                if (r == P_FOUND)
+                if (r == P_FOUND) {
+                        /* a newer history of k is there: this copy, which
+                         * was counted live, is dropped */
+                        stripe_add(t->live, k.hi, -1);
                         return;
+                }
                 arr_t *n2 = atomic_load(&a->next);
                 if (n2 || r == P_CLOSED) {
                         a = n2 ? n2 : atomic_load(&a->next);
@@ -409,9 +414,13 @@ static void move_into(pg_ctable_t *t, arr_t *nx, pg_key_t k, const uint64_t *w,
                 if (r == P_WRAPPED || (used + 1) * 8 > a->cap * 7) {
                         /* the target filled up while this migration ran
                          * (its mover was descheduled): chain a resize */
+                        /* if the cap refuses a chained resize, a move may
+                         * still fill the target to 15/16 (inserts stop at
+                         * 7/8): existing state goes before new keys */
                         if (start_resize(t, a))
                                 continue;
-                        break;
+                        if (r == P_WRAPPED || (used + 1) * 16 > a->cap * 15)
+                                break;
                 }
                 if (!claim_publish(t, a, s, k, w, exp))
                         continue;
@@ -436,6 +445,8 @@ static void move_slot(pg_ctable_t *t, arr_t *a, arr_t *nx, slot_t *s)
                                 return;
                         continue;
                 }
+                if (lo == LO_CLOSED)
+                        return; /* closed by a writer going on to next */
                 uint64_t c =
                     atomic_load_explicit(&s->ctl, memory_order_acquire);
                 if (c == 0 || c & CT_WRITE) {
@@ -630,8 +641,25 @@ pg_ct_result_t pg_ctable_upsert(pg_ctable_t *t, pg_key_t k, int64_t now,
                                 continue;
                         }
                         /* dead here: revive in place unless a resize is
-                         * under way (new entries go to the next array) */
+                         * under way (new entries go to the next array).
+                         * Going on, seal the slot first, so that a writer
+                         * that saw no resize cannot revive it here while we
+                         * create the key there (both would then hold it):
+                         * of its CAS and ours on ctl, one wins, and the
+                         * loser probes again. */
+                        if (nx && !create) {
+                                a = nx; /* it may live there */
+                                continue;
+                        }
                         if (nx) {
+                                uint64_t sealed =
+                                    ((c & ~(uint64_t)(CT_VER - 1)) + CT_VER) |
+                                    CT_MOVED;
+                                if (!atomic_compare_exchange_strong(&s->ctl, &c,
+                                                                    sealed))
+                                        continue;
+                                if (c & CT_LIVE) /* expired, still counted */
+                                        stripe_add(t->live, k.hi, -1);
                                 a = nx;
                                 continue;
                         }
@@ -649,6 +677,15 @@ pg_ct_result_t pg_ctable_upsert(pg_ctable_t *t, pg_key_t k, int64_t now,
                         return PG_CT_CREATED;
                 }
                 if (nx) {
+                        /* the same for an empty slot: close it (the mover
+                         * would have), so that a writer that saw no resize
+                         * cannot claim it for this key behind us */
+                        if (r == P_EMPTY && create) {
+                                uint64_t zero = 0;
+                                if (!atomic_compare_exchange_strong(
+                                        &s->lo, &zero, LO_CLOSED))
+                                        continue;
+                        }
                         a = nx;
                         help_resize(t, atomic_load(&t->cur), 1);
                         continue;

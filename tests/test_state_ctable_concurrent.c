@@ -10,7 +10,11 @@
  *
  * shared_counters_linearizable: several threads increment the same few
  * keys (same-key write contention) and read them, while filler threads
- * insert and remove other keys to force resizes. Each operation records
+ * insert and remove other keys to force resizes. Every ROUND_OPS
+ * operations a thread moves on to a fresh set of keys, so keys are also
+ * created by several threads at once while resizes start and run (two
+ * creators once ended up with the key in two arrays, each keeping its
+ * own count). Each operation records
  * its invocation and response on a global ticket counter. A history of a
  * counter is linearizable iff the increments returned exactly 1..n, no
  * increment returned less than one that had completed before it began,
@@ -277,12 +281,13 @@ static void owned_keys_vs_model(void **state)
 
 /* ---- shared counters ---- */
 
-enum { COUNTERS = 4, INCR_THREADS = 4, FILLERS = 2 };
+enum { COUNTERS = 4, INCR_THREADS = 4, FILLERS = 2, ROUND_OPS = 100 };
 
 typedef struct hop {
         uint64_t inv, resp;
         int64_t val;
-        uint8_t counter, is_read;
+        uint32_t counter; /* round * COUNTERS + counter */
+        uint8_t is_read;
 } hop_t;
 
 typedef struct cshared {
@@ -326,10 +331,13 @@ static void *incrementer(void *p)
         for (size_t i = 0; i < n; i++) {
                 uint64_t r = rnd(&x);
                 hop_t *o = &c->ops[c->nops++];
-                o->counter = (uint8_t)(r % COUNTERS);
+                o->inv = atomic_fetch_add(&c->sh->ticket, 1);
+                /* the round from the shared ticket: all threads move to
+                 * the new keys together, so they create them at once */
+                o->counter = (uint32_t)((o->inv / (2 * ROUND_OPS)) * COUNTERS +
+                                        r % COUNTERS);
                 o->is_read = (r >> 30) % 4 == 0;
                 pg_key_t k = key(1000000 + o->counter);
-                o->inv = atomic_fetch_add(&c->sh->ticket, 1);
                 if (o->is_read) {
                         val_t v = {0};
                         o->val = pg_ctable_get(c->sh->t, k, 0, &v) ? v.a : 0;
@@ -407,7 +415,7 @@ static size_t count_below(const uint64_t *v, size_t n, uint64_t x)
         return lo;
 }
 
-static void check_counter(ictx_t *c, int n_threads, int counter)
+static void check_counter(ictx_t *c, int n_threads, uint32_t counter)
 {
         size_t n = 0, nr = 0;
         for (int i = 0; i < n_threads; i++)
@@ -486,7 +494,10 @@ static void shared_counters_linearizable(void **state)
         print_message("counters: %llu resizes during the run, %zu live\n",
                       (unsigned long long)st.resizes, st.live);
         assert_true(st.resizes > 0);
-        for (int k = 0; k < COUNTERS; k++)
+        uint32_t keys =
+            (uint32_t)((atomic_load(&sh->ticket) / (2 * ROUND_OPS) + 1) *
+                       COUNTERS);
+        for (uint32_t k = 0; k < keys; k++)
                 check_counter(ic, INCR_THREADS, k);
         for (int i = 0; i < INCR_THREADS; i++)
                 free(ic[i].ops);
