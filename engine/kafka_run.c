@@ -204,7 +204,8 @@ struct run {
         /* set by any processing thread, read by the consumer thread after
          * the batch barrier (seq_cst: rare writes) */
         _Atomic bool dirty;          /* the open transaction holds something */
-        _Atomic bool fatal;          /* stop now, commit nothing */
+        _Atomic bool fatal;          /* stop now, commit nothing more (a commit
+                                      * already in flight ends, whole) */
         _Atomic bool produce_failed; /* the open transaction must abort */
         bool rebuild;                /* it aborted: rebuild every partition */
         int64_t last_commit;
