@@ -64,9 +64,9 @@
  *   Rules that are off in the file have no row. An aggregate rule with
  *   on_findings counts other rules' findings, so alone it sees none.
  *
- * Threads: run_engine() runs one engine over records [from, to) of the
- * encoded buffer with one rule set and returns counts and seconds; a
- * thread axis would run one per thread on its own partition of the input.
+ * Threads: every engine row goes through run_pipeline(), one engine on
+ * this thread for the single-engine rows, P partition engines on 1..N
+ * threads for the pipeline rows (--partitions, --threads-max).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -198,18 +198,6 @@ typedef struct run_counts {
         double seconds; /* decode + push + flush */
 } run_counts_t;
 
-static void count_alert(void *opaque, const pg_alert_t *a)
-{
-        (void)a;
-        ((run_counts_t *)opaque)->alerts++;
-}
-
-static void count_refund(void *opaque, const pg_refund_t *r)
-{
-        (void)r;
-        ((run_counts_t *)opaque)->refunds++;
-}
-
 /* One arena per thread of work; a record never needs more than
  * PG_PB_ARENA_MIN (codec_pb.h), the rest is alignment slack. */
 typedef struct arena_buf {
@@ -251,47 +239,12 @@ static void run_decode(const encoded_t *in, size_t from, size_t to,
                 fprintf(stderr, " "); /* keeps sum alive */
 }
 
-/* One engine on rule set rs over records [from, to): decode, push each,
- * flush. Returns 0, or -1 with err set when the engine cannot be built. */
-static int run_engine(const encoded_t *in, size_t from, size_t to,
-                      const pg_ruleset_t *rs, run_counts_t *out, char *err,
-                      size_t errsz)
-{
-        static arena_buf_t abuf;
-        pg_pb_arena_t arena;
-        pg_pb_arena_init(&arena, abuf.b, sizeof(abuf.b));
-        memset(out, 0, sizeof(*out));
-        pg_engine_conf_t conf;
-        memset(&conf, 0, sizeof(conf));
-        conf.event_clock = true;
-        pg_sink_t sink = {count_alert, count_refund, out};
-        pg_engine_t *e = pg_engine_new(rs, &conf, &sink, err, errsz);
-        if (!e)
-                return -1;
-        pg_record_t rec;
-        double t0 = now_s();
-        for (size_t i = from; i < to; i++) {
-                if (!decode_at(in, i, &arena, &rec)) {
-                        out->decode_rejects++;
-                        continue;
-                }
-                pg_engine_push(e, &rec);
-                out->records++;
-        }
-        pg_engine_flush(e);
-        out->seconds = now_s() - t0;
-        pg_engine_stats_t st;
-        pg_engine_stats(e, &st);
-        out->duplicates = st.duplicates;
-        out->late = st.late;
-        out->state_bytes_peak = st.state_bytes_peak;
-        pg_engine_free(e);
-        return 0;
-}
-
-/* The parallel engine (pipeline.h): decode here, P partition engines on T
- * worker threads. Outputs are counted from one byte each encoder writes,
- * in the caller's thread (the merge), so nothing here is shared. */
+/* The engine as replay drives it (pipeline.h): decode here, P partition
+ * engines on T worker threads; P = T = 1 is one engine on this thread
+ * (the pipeline's inline path, no copies and no threads). Outputs are
+ * counted from one byte each encoder writes, in the caller's thread (the
+ * merge), so nothing here is shared. Returns 0, or -1 with err set when
+ * the engines cannot be built. */
 static int enc_alert(char *buf, size_t size, const pg_alert_t *a)
 {
         (void)a;
@@ -656,7 +609,7 @@ static void run_row(const row_t *r, const encoded_t *in, const pg_ruleset_t *rs,
                 if (run_pipeline(in, rs, r->partitions, r->threads, c, err,
                                  sizeof(err)))
                         die("%s: cannot build the pipeline: %s", r->name, err);
-        } else if (run_engine(in, 0, in->n, rs, c, err, sizeof(err)))
+        } else if (run_pipeline(in, rs, 1, 1, c, err, sizeof(err)))
                 die("%s: cannot build the engine: %s", r->name, err);
 }
 

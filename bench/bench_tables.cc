@@ -121,6 +121,34 @@ void ck_hash(ck_ht_hash_t *h, const void *key, size_t, uint64_t)
         h->value = k->lo ^ k->hi;
 }
 
+// One key's put / get / remove on ck_ht (bytestring keys).
+bool ck_put(ck_ht_t *ht, const Key &k, void *value)
+{
+        ck_ht_entry_t e;
+        ck_ht_hash_t h;
+        ck_ht_hash(&h, ht, &k, sizeof(Key));
+        ck_ht_entry_set(&e, h, &k, sizeof(Key), value);
+        return ck_ht_put_spmc(ht, h, &e);
+}
+
+bool ck_get(ck_ht_t *ht, const Key &k)
+{
+        ck_ht_entry_t e;
+        ck_ht_hash_t h;
+        ck_ht_hash(&h, ht, &k, sizeof(Key));
+        ck_ht_entry_key_set(&e, &k, sizeof(Key));
+        return ck_ht_get_spmc(ht, h, &e);
+}
+
+void ck_del(ck_ht_t *ht, const Key &k)
+{
+        ck_ht_entry_t e;
+        ck_ht_hash_t h;
+        ck_ht_hash(&h, ht, &k, sizeof(Key));
+        ck_ht_entry_key_set(&e, &k, sizeof(Key));
+        ck_ht_remove_spmc(ht, h, &e);
+}
+
 void BM_ck_ht(benchmark::State &state)
 {
         size_t n = size_t(state.range(0));
@@ -133,28 +161,13 @@ void BM_ck_ht(benchmark::State &state)
                         state.SkipWithError("ck_ht_init");
                         break;
                 }
-                for (size_t i = 0; i < n; i++) {
-                        ck_ht_entry_t e;
-                        ck_ht_hash_t h;
-                        ck_ht_hash(&h, &ht, &keys[i], sizeof(Key));
-                        ck_ht_entry_set(&e, h, &keys[i], sizeof(Key),
-                                        &values[16 * i]);
-                        benchmark::DoNotOptimize(ck_ht_put_spmc(&ht, h, &e));
-                }
-                for (size_t i = 0; i < n; i++) {
-                        ck_ht_entry_t e;
-                        ck_ht_hash_t h;
-                        ck_ht_hash(&h, &ht, &keys[i], sizeof(Key));
-                        ck_ht_entry_key_set(&e, &keys[i], sizeof(Key));
-                        benchmark::DoNotOptimize(ck_ht_get_spmc(&ht, h, &e));
-                }
-                for (size_t i = 0; i < n; i++) {
-                        ck_ht_entry_t e;
-                        ck_ht_hash_t h;
-                        ck_ht_hash(&h, &ht, &keys[i], sizeof(Key));
-                        ck_ht_entry_key_set(&e, &keys[i], sizeof(Key));
-                        ck_ht_remove_spmc(&ht, h, &e);
-                }
+                for (size_t i = 0; i < n; i++)
+                        benchmark::DoNotOptimize(
+                            ck_put(&ht, keys[i], &values[16 * i]));
+                for (size_t i = 0; i < n; i++)
+                        benchmark::DoNotOptimize(ck_get(&ht, keys[i]));
+                for (size_t i = 0; i < n; i++)
+                        ck_del(&ht, keys[i]);
                 if (ck_ht_count(&ht) != 0)
                         state.SkipWithError("entries left");
                 ck_ht_destroy(&ht);
@@ -367,12 +380,7 @@ void BM_mt_ck_ht(benchmark::State &state)
                                 while (inserted.load(
                                            std::memory_order_acquire) <= i)
                                         std::this_thread::yield();
-                                ck_ht_entry_t e;
-                                ck_ht_hash_t h;
-                                ck_ht_hash(&h, &ht, &keys[i], sizeof(Key));
-                                ck_ht_entry_key_set(&e, &keys[i], sizeof(Key));
-                                benchmark::DoNotOptimize(
-                                    ck_ht_get_spmc(&ht, h, &e));
+                                benchmark::DoNotOptimize(ck_get(&ht, keys[i]));
                         }
                 };
                 std::vector<std::thread> readers;
@@ -381,25 +389,15 @@ void BM_mt_ck_ht(benchmark::State &state)
                                              n * size_t(r - 1) / size_t(nt - 1),
                                              n * size_t(r) / size_t(nt - 1));
                 for (size_t i = 0; i < n; i++) {
-                        ck_ht_entry_t e;
-                        ck_ht_hash_t h;
-                        ck_ht_hash(&h, &ht, &keys[i], sizeof(Key));
-                        ck_ht_entry_set(&e, h, &keys[i], sizeof(Key),
-                                        &values[16 * i]);
-                        ck_ht_put_spmc(&ht, h, &e);
+                        ck_put(&ht, keys[i], &values[16 * i]);
                         inserted.store(i + 1, std::memory_order_release);
                 }
                 if (nt == 1)
                         lookup(0, n);
                 for (auto &t : readers)
                         t.join();
-                for (size_t i = 0; i < n; i++) {
-                        ck_ht_entry_t e;
-                        ck_ht_hash_t h;
-                        ck_ht_hash(&h, &ht, &keys[i], sizeof(Key));
-                        ck_ht_entry_key_set(&e, &keys[i], sizeof(Key));
-                        ck_ht_remove_spmc(&ht, h, &e);
-                }
+                for (size_t i = 0; i < n; i++)
+                        ck_del(&ht, keys[i]);
                 ck_ht_destroy(&ht);
         }
         report(state, n);

@@ -9,14 +9,14 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. bench/lib.sh
 n=${1:-1000000}
-scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+bench_build
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-/usr/bin/python3 scripts/posgen.py --count "$n" --seed 99 --out "$work/in.jsonl" 2>/dev/null
-mkdir -p bench/results
-out=bench/results/engine-$(hostname -s)-$(date -u +%Y%m%d).json
+bench_input "$n" "$work/in.jsonl"
+out=$(bench_out engine ".json")
 echo "# posguard engine benchmark (protobuf records in memory: no JSON, no Kafka), $(date -u +%Y-%m-%dT%H:%M:%SZ), $n generated records"
 build-bench/bench/bench_engine --rules rules/default.yaml --input "$work/in.jsonl" \
-    --repeat 3 --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --repeat 3 --commit "$(bench_commit)" \
     --out "$out"

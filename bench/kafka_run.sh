@@ -17,9 +17,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. bench/lib.sh
 n=${1:-1000000}
 py=/usr/bin/python3
-scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+bench_build
 pg=build-bench/posguard
 work=$(mktemp -d)
 cleanup() { scripts/kafka.sh stop "$work/broker" --clean >/dev/null 2>&1 || true; rm -rf "$work"; }
@@ -36,7 +37,7 @@ rules=rules/default.yaml
 group.id=bench
 transactional.id=bench-1
 CONF
-$py scripts/posgen.py --count "$n" --seed 99 --out "$work/raw.jsonl" 2>/dev/null
+bench_input "$n" "$work/raw.jsonl"
 $py tests/kafka_stream.py close "$work/raw.jsonl" "$work/in.jsonl" >/dev/null
 t0=$(date +%s.%N)
 $pg produce --config "$work/pg.conf" --input "$work/in.jsonl" 2>"$work/produce.log"
@@ -48,13 +49,12 @@ $pg run --config "$work/pg.conf" -X workers=1 -X group.id=bench-w1 \
     -X output.refunds=w1.refunds -X output.dlq=w1.dlq \
     --until-idle 3000 2>"$work/run1.log"
 
-mkdir -p bench/results
-out=bench/results/kafka-$(hostname -s)-$(date -u +%Y%m%d).txt
+out=$(bench_out kafka ".txt")
 field() { grep -o "$2=[0-9.]*" "$1" | tail -1 | cut -d= -f2; }
 {
   echo "# posguard run end to end on a local Kafka broker, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB; broker on the same cores"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "machine: $(bench_machine); broker on the same cores"
+  echo "commit: $(bench_commit)"
   echo "kafka: $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml), pos.txn 4 partitions, protobuf records"
   echo "input: $(wc -l <"$work/in.jsonl") messages ($n generated records + redeliveries, malformed lines, closing records)"
   echo "load (posguard produce, idempotent, not part of the comparison): $(tail -1 "$work/produce.log" | sed 's/posguard produce: //') in $($py -c "print(round($t1 - $t0, 1))") s"

@@ -20,10 +20,11 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. bench/lib.sh
 rate=${1:-100000}
 secs=${2:-10}
 py=/usr/bin/python3
-scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+bench_build
 pg=build-bench/posguard
 work=$(mktemp -d)
 cleanup() {
@@ -89,9 +90,8 @@ wait "$run_pid" || { echo "run failed"; tail -5 "$work/run.log"; exit 1; }
 run_pid=
 $pg watch --config "$work/pg.conf" --json --idle-exit 4000 >"$work/out.jsonl" 2>/dev/null
 lag=$(grep -o "mean_ms=[0-9.]* max_ms=[0-9]*" "$work/produce.log" || echo "mean_ms=? max_ms=?")
-mkdir -p bench/results
-out=bench/results/latency-$(hostname -s)-$(date -u +%Y%m%d)-$rate.json
-$py - "$work/out.jsonl" "$work/run.log" "$lag" "$rate" "$secs" "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY' | tee "$out"
+out=$(bench_out latency "-$rate.json")
+$py - "$work/out.jsonl" "$work/run.log" "$lag" "$rate" "$secs" "$(bench_machine)" "$(bench_commit)" <<'PY' | tee "$out"
 import datetime, json, re, sys
 out, log, lag, rate, secs, machine, commit = sys.argv[1:]
 def ms(t):

@@ -7,15 +7,15 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. bench/lib.sh
 live=${1:-10000000}
 boom=${2:-20000000}
-scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-mkdir -p bench/results
-out=bench/results/memory-$(hostname -s)-$(date -u +%Y%m%d).json
+bench_build
+out=$(bench_out memory ".json")
 b=build-bench/bench/bench_memory
 {
-  echo "{\"machine\": \"$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB\","
-  echo " \"commit\": \"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\", \"runs\": ["
+  echo "{\"machine\": \"$(bench_machine)\","
+  echo " \"commit\": \"$(bench_commit)\", \"runs\": ["
   $b live 1000000; echo ","
   $b live "$live"; echo ","
   $b explosion "$boom" 256

@@ -6,17 +6,17 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. bench/lib.sh
 n=${1:-1000000}
-scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+bench_build
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-/usr/bin/python3 scripts/posgen.py --count "$n" --seed 99 --out "$work/in.jsonl" 2>/dev/null
-mkdir -p bench/results
-out=bench/results/replay-$(hostname -s)-$(date -u +%Y%m%d).txt
+bench_input "$n" "$work/in.jsonl"
+out=$(bench_out replay ".txt")
 {
   echo "# posguard replay benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "machine: $(bench_machine)"
+  echo "commit: $(bench_commit)"
   echo "input: $n generated records + redeliveries/malformed, $(wc -l <"$work/in.jsonl") lines, $(du -m "$work/in.jsonl" | cut -f1) MB"
   echo "baseline (parser only):"
   echo "  $(build-bench/bench/bench_codec "$work/in.jsonl")"

@@ -5,9 +5,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-mkdir -p bench/results
-out=bench/results/tables-$(hostname -s)-$(date -u +%Y%m%d).json
+. bench/lib.sh
+bench_build
+out=$(bench_out tables ".json")
 build-bench/bench/bench_tables --benchmark_repetitions=3 --benchmark_min_time=0.2 \
     --benchmark_report_aggregates_only=true \
     --benchmark_out="$out" --benchmark_out_format=json "$@"

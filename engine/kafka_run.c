@@ -169,6 +169,7 @@ typedef struct job {
         part_t *p;
         rd_kafka_message_t **m;
         size_t n;
+        size_t held0; /* p->held_len when the batch began */
 } job_t;
 
 #define BATCH_MAX 4096
@@ -236,6 +237,7 @@ struct run {
         int64_t cm_t0;
         rd_kafka_message_t *batch[BATCH_MAX];
         size_t batch_n;    /* polled, not yet processed */
+        size_t held_total; /* bytes all parts hold (between batches) */
         uint64_t batch_id; /* batches run so far */
 };
 
@@ -332,15 +334,6 @@ static void produce(run_t *r, const char *topic, const char *key,
 
 #define HELD_MAX_HDR 5                    /* the most any output carries */
 #define HELD_MAX_BYTES ((size_t)64 << 20) /* then wait for the commit */
-
-static size_t held_bytes(const run_t *r)
-{
-        size_t n = 0;
-        for (int s = 0; s < MAX_SLOTS; s++)
-                if (r->parts[s])
-                        n += r->parts[s]->held_len;
-        return n;
-}
 
 static void held_put(part_t *p, const void *b, size_t n)
 {
@@ -440,6 +433,7 @@ static void release_held(run_t *r)
                 }
                 p->held_len = 0;
         }
+        r->held_total = 0;
 }
 
 static void drop_held(run_t *r)
@@ -447,6 +441,7 @@ static void drop_held(run_t *r)
         for (int s = 0; s < MAX_SLOTS; s++)
                 if (r->parts[s])
                         r->parts[s]->held_len = 0;
+        r->held_total = 0;
 }
 
 /* Publish the output the caller encoded into p->obuf (n bytes; n < 0: the
@@ -565,6 +560,7 @@ static void part_free(part_t **s)
         if (!p)
                 return;
         fold_counters(p->run, p);
+        p->run->held_total -= p->held_len;
         pg_engine_free(p->eng);
         free(p->arena_buf);
         free(p->held);
@@ -1277,7 +1273,8 @@ static void run_batch(run_t *r, size_t n)
                 if (p->batch != r->batch_id) { /* first message of p here */
                         p->batch = r->batch_id;
                         p->job = pl->njobs;
-                        pl->jobs[pl->njobs++] = (job_t){p, NULL, 0};
+                        pl->jobs[pl->njobs++] =
+                            (job_t){p, NULL, 0, p->held_len};
                 }
                 pl->jobs[p->job].n++;
         }
@@ -1303,8 +1300,10 @@ static void run_batch(run_t *r, size_t n)
         for (int i = 0; i < helpers; i++)
                 while (sem_wait(&pl->done))
                         ;
-        for (size_t j = 0; j < pl->njobs; j++)
+        for (size_t j = 0; j < pl->njobs; j++) {
                 fold_counters(r, pl->jobs[j].p);
+                r->held_total += pl->jobs[j].p->held_len - pl->jobs[j].held0;
+        }
         for (size_t i = 0; i < n; i++)
                 rd_kafka_message_destroy(r->batch[i]);
 }
@@ -1799,7 +1798,9 @@ int pg_cmd_run(int argc, char **argv)
                                 ? rd_kafka_consumer_poll(r->consumer, 0)
                                 : NULL;
                 }
-                r->now = mono_ms(); /* the one clock read of this turn */
+                /* clock reads: per batch (up to BATCH_MAX messages),
+                 * never per message */
+                r->now = mono_ms();
                 if (!r->batch_n)
                         r->c.empty_polls++;
                 if (r->batch_n) {
@@ -1819,7 +1820,7 @@ int pg_cmd_run(int argc, char **argv)
                         rebuild_all(r);
                 /* outputs held during a slow commit are bounded: wait for
                  * it rather than hold more */
-                if (r->committing && held_bytes(r) > HELD_MAX_BYTES)
+                if (r->committing && r->held_total > HELD_MAX_BYTES)
                         commit_wait(r);
                 if (!r->committing && !r->rebuild &&
                     r->now - r->last_commit >= r->commit_interval_ms) {

@@ -36,34 +36,30 @@ void pg_keyb_i64(pg_keyb_t *kb, int64_t v)
         pg_keyb_bytes(kb, &v, sizeof(v));
 }
 
-pg_key_t pg_keyb_done(const pg_keyb_t *kb)
+/* A hash as a key: (0,0) marks an empty slot in state tables. */
+static pg_key_t key_of(XXH128_hash_t h)
 {
-        XXH128_hash_t h = XXH3_128bits(kb->buf, kb->len);
         pg_key_t k = {h.low64, h.high64};
-        /* (0,0) marks an empty slot in state tables. */
         if (!k.lo && !k.hi)
                 k.lo = 1;
         return k;
+}
+
+pg_key_t pg_keyb_done(const pg_keyb_t *kb)
+{
+        return key_of(XXH3_128bits(kb->buf, kb->len));
 }
 
 pg_key_t pg_key_str(uint8_t tag, const pg_str_t *s)
 {
         /* one field: its bytes hashed in place, the tag as the seed (no
          * copy into a key buffer; the length is part of XXH3's input) */
-        XXH128_hash_t h = XXH3_128bits_withSeed(s->s, s->len, tag);
-        pg_key_t k = {h.low64, h.high64};
-        if (!k.lo && !k.hi)
-                k.lo = 1;
-        return k;
+        return key_of(XXH3_128bits_withSeed(s->s, s->len, tag));
 }
 
 pg_key_t pg_key_words(uint8_t tag, const uint64_t *w, size_t n)
 {
-        XXH128_hash_t h = XXH3_128bits_withSeed(w, n * sizeof(*w), tag);
-        pg_key_t k = {h.low64, h.high64};
-        if (!k.lo && !k.hi)
-                k.lo = 1;
-        return k;
+        return key_of(XXH3_128bits_withSeed(w, n * sizeof(*w), tag));
 }
 
 void pg_id_make(char *out, const char *prefix, const char *text, size_t len)

@@ -1,0 +1,12 @@
+# bench/lib.sh - what the benchmark scripts share (sourced after cd to the
+# checkout): the Release build, the machine and commit as text, the
+# generated input, the name of a results file.
+bench_build() { scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null; }
+bench_machine() {
+  echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB"
+}
+bench_commit() { git rev-parse --short HEAD 2>/dev/null || echo unknown; }
+# bench_input N FILE: N generated records (with redeliveries and malformed lines)
+bench_input() { /usr/bin/python3 scripts/posgen.py --count "$1" --seed 99 --out "$2" 2>/dev/null; }
+# bench_out NAME EXT: bench/results/NAME-<host>-<date>EXT (the folder made)
+bench_out() { mkdir -p bench/results; echo "bench/results/$1-$(hostname -s)-$(date -u +%Y%m%d)$2"; }
