@@ -150,6 +150,7 @@ typedef struct part {
         int64_t max_t;          /* event-time high-water mark, -1: none */
         bool muted;             /* processing a warm-up message */
         bool eof;               /* at the end of the partition */
+        bool warmed;            /* warmup_done said (see warm_done) */
         uint64_t warm, live;
         counters_t c;   /* folded into the run's after each batch */
         uint64_t batch; /* the batch job below belongs to */
@@ -598,6 +599,18 @@ static part_t *part_new(run_t *r, part_t **s, int topic, int32_t id,
         return p;
 }
 
+/* Warm-up of p is over: said once per engine, also when there was
+ * nothing to warm up (no committed offset, no history in the horizon) or
+ * when the history ended before the committed offset (retention). */
+static void warm_done(part_t *p)
+{
+        if (p->warmed)
+                return;
+        p->warmed = true;
+        LOG_INFO("event=warmup_done topic=%s partition=%d records=%" PRIu64,
+                 p->run->in_topics[p->topic], p->id, p->warm);
+}
+
 /* "pg1 wm=<ms>" -> ms, or -1. */
 static int64_t parse_wm(const void *md, size_t len)
 {
@@ -672,14 +685,18 @@ static void plan_partitions(run_t *r, rd_kafka_topic_partition_list_t *list)
                         else if (te->offset < resume)
                                 start = te->offset;
                 }
-                if (!part_new(r, sl, (int)(sl - r->parts) / MAX_PARTITIONS,
-                              e->partition, resume >= 0 ? resume : 0, wm))
+                part_t *p =
+                    part_new(r, sl, (int)(sl - r->parts) / MAX_PARTITIONS,
+                             e->partition, resume >= 0 ? resume : 0, wm);
+                if (!p)
                         continue;
                 e->offset = start;
                 LOG_INFO("event=partition_assigned topic=%s partition=%d "
                          "committed=%" PRId64 " watermark=%" PRId64
                          " warmup_from=%" PRId64,
                          e->topic, e->partition, resume, wm, start);
+                if (resume <= 0 || start == resume)
+                        warm_done(p);
         }
         rd_kafka_topic_partition_list_destroy(t);
         rd_kafka_topic_partition_list_destroy(c);
@@ -1156,10 +1173,9 @@ static void process(part_t *p, const rd_kafka_message_t *m)
                 p->warm++;
                 p->c.warmup++;
                 if (m->offset + 1 == p->resume)
-                        LOG_INFO("event=warmup_done topic=%s partition=%d "
-                                 "records=%" PRIu64,
-                                 r->in_topics[p->topic], p->id, p->warm);
+                        warm_done(p);
         } else {
+                warm_done(p);
                 p->live++;
                 p->next = m->offset + 1;
                 r->dirty = true;
