@@ -133,11 +133,22 @@ int main(int argc, char **argv)
                "\"state_bytes_peak\": %zu, \"state_bytes_per_record\": %.1f, "
                "\"state_full\": %" PRIu64 ", \"rss_kb_before\": %ld, "
                "\"rss_kb\": %ld, \"peak_rss_kb\": %ld, \"outputs\": %" PRIu64
-               "}\n",
+               ", \"parts\": [",
                explosion ? "explosion" : "live", n, cap_mb, secs,
                (double)n / secs, st.state_bytes, st.state_bytes_peak,
                (double)st.state_bytes / (double)n, st.state_full, rss0, rss,
                hwm, outputs);
+        /* where the bytes are: per table, per tracked charge */
+        pg_state_part_t parts[64];
+        size_t np = pg_engine_state_parts(e, parts, 64);
+        for (size_t i = 0; i < np && i < 64; i++)
+                printf("%s{\"table\": \"%s\", \"rule\": \"%s\", "
+                       "\"entries\": %zu, \"bytes\": %zu, "
+                       "\"bytes_per_record\": %.1f}",
+                       i ? ", " : "", parts[i].table, parts[i].rule,
+                       parts[i].entries, parts[i].bytes,
+                       (double)parts[i].bytes / (double)n);
+        printf("]}\n");
         pg_engine_free(e);
         pg_rules_free(rs);
         return 0;

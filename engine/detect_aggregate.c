@@ -118,8 +118,6 @@ void pg_detect_aggregate_expire(pg_engine_t *e, int ri)
                 if (value_of(r, g) < r->threshold)
                         g->armed = 1;
         }
-        pg_table_expire(s->groups, e->now, PG_EXPIRE_WORK);
-        pg_table_expire(s->distinct, e->now, PG_EXPIRE_WORK);
 }
 
 static bool ring_room(pg_engine_t *e, pg_agg_state_t *s)

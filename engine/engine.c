@@ -416,23 +416,17 @@ static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
 }
 
 /* Aggregate windows every group: an event leaving the window changes the
- * value (this is semantics, not housekeeping). The tables and chains only
- * when memory is due (every EXPIRE_EVERY groups): their lookups check
- * liveness themselves, so expiry there only returns memory; each call may
- * remove EXPIRE_EVERY x PG_EXPIRE_WORK entries per table, the same bound
- * per group as expiring every group. */
+ * value (this is semantics, not housekeeping). The chains' rings only when
+ * memory is due (every EXPIRE_EVERY groups): their walks check liveness
+ * themselves, so expiry there only returns memory; each call may drop
+ * EXPIRE_EVERY x PG_EXPIRE_WORK members, the same bound per group as
+ * expiring every group. The tables sweep themselves as entries are created
+ * (state_table.c). */
 #define EXPIRE_EVERY 16
 
 static void expire_all(pg_engine_t *e)
 {
         bool memory = ++e->groups % EXPIRE_EVERY == 0;
-        if (memory) {
-                size_t w = EXPIRE_EVERY * PG_EXPIRE_WORK;
-                pg_table_expire(e->dedupe, e->max_t, w);
-                pg_table_expire(e->facts, e->now, w);
-                pg_table_expire(e->caps, e->now, w);
-                pg_table_expire(e->cooldown, e->now, w);
-        }
         for (int i = 0; i < e->rs->n_rules; i++) {
                 if (e->rule_state[i].chain) {
                         if (memory)
@@ -540,4 +534,37 @@ void pg_engine_stats(const pg_engine_t *e, pg_engine_stats_t *out)
         out->state_full += e->budget.refused;
         out->state_bytes = e->budget.used;
         out->state_bytes_peak = e->budget.peak;
+}
+
+size_t pg_engine_state_parts(const pg_engine_t *e, pg_state_part_t *out,
+                             size_t max)
+{
+        size_t n = 0;
+#define PART(tb, ru, en, by)                                                   \
+        do {                                                                   \
+                if (n < max)                                                   \
+                        out[n] = (pg_state_part_t){tb, ru, en, by};            \
+                n++;                                                           \
+        } while (0)
+        PART("dedupe", "", pg_table_count(e->dedupe),
+             pg_table_bytes(e->dedupe));
+        PART("facts", "", pg_table_count(e->facts), pg_table_bytes(e->facts));
+        PART("caps", "", pg_table_count(e->caps), pg_table_bytes(e->caps));
+        PART("cooldown", "", pg_table_count(e->cooldown),
+             pg_table_bytes(e->cooldown));
+        PART("reorder", "", pg_reorder_len(e->reorder),
+             pg_reorder_bytes(e->reorder));
+        PART("pending", "", e->npend, e->pend_alloc * sizeof(pg_pending_t));
+        for (int i = 0; i < e->rs->n_rules; i++) {
+                const pg_rule_t *r = &e->rs->rules[i];
+                const pg_rule_state_t *s = &e->rule_state[i];
+                if (s->chain)
+                        PART("pairing", r->id, pg_chain_count(s->chain),
+                             pg_chain_bytes(s->chain));
+                else if (r->detector == PG_DET_AGGREGATE)
+                        PART("aggregate", r->id, pg_table_count(s->agg.groups),
+                             pg_detect_aggregate_bytes(e, i));
+        }
+#undef PART
+        return n;
 }

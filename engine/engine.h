@@ -72,6 +72,15 @@ typedef struct pg_engine_stats {
         size_t state_bytes_peak;
 } pg_engine_stats_t;
 
+/* One part of an engine's state: a table of the engine, or of one rule. */
+typedef struct pg_state_part {
+        const char *table; /* dedupe, facts, caps, cooldown, reorder,
+                            * pending, pairing, aggregate */
+        const char *rule;  /* the rule's id, "" for the engine's own */
+        size_t entries;    /* live or not yet expired */
+        size_t bytes;      /* memory held, as the cap counts it */
+} pg_state_part_t;
+
 /* Build an engine. Returns NULL with errstr set on failure. */
 pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
                            const pg_engine_conf_t *conf, const pg_sink_t *sink,
@@ -84,6 +93,9 @@ void pg_engine_push(pg_engine_t *e, const pg_record_t *rec);
  * pending decision as if time ran on past every window. */
 void pg_engine_flush(pg_engine_t *e);
 void pg_engine_stats(const pg_engine_t *e, pg_engine_stats_t *out);
+/* The parts of e's state: fills up to max, returns how many there are. */
+size_t pg_engine_state_parts(const pg_engine_t *e, pg_state_part_t *out,
+                             size_t max);
 /* The longest event time any state of an engine on rules may matter for:
  * pairing windows plus the refund delay, refund lookbacks, aggregate
  * windows and the dedupe horizon, each plus the allowed lateness. A

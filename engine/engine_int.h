@@ -143,6 +143,7 @@ struct pg_engine {
         pg_pending_t **pend;
         size_t npend, pend_cap;
         pg_pending_t *pend_free;
+        size_t pend_alloc; /* pending structs allocated (in use or free) */
         uint64_t pend_seq;
         pg_table_t *caps;
         pg_table_t *cooldown; /* (rule, key) -> pg_cooldown_t */

@@ -71,6 +71,7 @@ void pg_refund_enqueue(pg_engine_t *e, const pg_record_t *rec,
                 e->pend_free = p->next_free;
         } else {
                 p = pg_xmalloc(sizeof(*p));
+                e->pend_alloc++;
                 e->budget.used += sizeof(*p);
                 if (e->budget.used > e->budget.peak)
                         e->budget.peak = e->budget.used;

@@ -7,14 +7,16 @@
  * it). Deletion shifts the following entries of the probe run back, so
  * there are no tombstones and probe runs stay short at load <= 3/4.
  *
- * Expiry. Each entry is announced once, at creation, in a FIFO of
- * {key, expire_at}. Entries are created in (almost) event-time order, so
- * the FIFO is (almost) sorted; expire() pops records whose expire_at has
- * passed and deletes the entry if it is really dead. An entry whose expiry
- * was extended meanwhile is announced again at the back. Every entry is
- * popped at most once per extension, so expiry is O(1) amortised per
- * insert, and max_work bounds the work of one call. Late records (out of
- * order beyond the allowed lateness) only delay their own removal.
+ * Expiry is a sweep, not a list: every created entry pays for SWEEP_STEP
+ * slots of a cursor that walks the slot array and deletes the entries dead
+ * at the creating call's time, so a whole pass takes cap / SWEEP_STEP
+ * creations, and no per-entry expiry record is kept (that record, 24 bytes
+ * in a FIFO, used to be a third of a small entry's memory). Before the
+ * array doubles, one full pass removes whatever is dead: the table grows
+ * only when live entries need the room. A dead entry is never returned in
+ * between, so when the sweep gets to it changes memory only, never a
+ * result. pg_table_expire sweeps on demand (tests, and callers that want
+ * memory back at once).
  *
  * Growth doubles the slot array and reinserts (amortised O(1) per insert).
  * When the budget refuses a grow, the table keeps filling up to 7/8 and
@@ -30,11 +32,6 @@ typedef struct slot_hdr {
         int64_t expire_at;
 } slot_hdr_t;
 
-typedef struct exp_rec {
-        pg_key_t key;
-        int64_t expire_at;
-} exp_rec_t;
-
 struct pg_table {
         const char *name;
         size_t value_size;
@@ -42,13 +39,14 @@ struct pg_table {
         size_t cap;   /* slots, power of two */
         size_t count; /* occupied slots */
         unsigned char *slots;
-        /* expiry FIFO: ring of qcap records, qhead..qhead+qlen */
-        exp_rec_t *q;
-        size_t qcap, qhead, qlen;
+        size_t cursor;      /* the sweep's next slot */
+        uint64_t created;   /* entries created so far */
+        uint64_t last_pass; /* created at the last full pass */
         pg_budget_t *budget;
 };
 
 #define MIN_CAP 64
+#define SWEEP_STEP 2 /* slots swept per created entry */
 
 static inline slot_hdr_t *slot_at(const pg_table_t *t, size_t i)
 {
@@ -74,10 +72,8 @@ pg_table_t *pg_table_new(const char *name, size_t value_size, pg_budget_t *b)
         t->budget = b;
         t->cap = MIN_CAP;
         t->slots = pg_xcalloc(t->cap, t->slot_size);
-        t->qcap = MIN_CAP;
-        t->q = pg_xmalloc(t->qcap * sizeof(exp_rec_t));
         pg_budget_take(b, 0); /* keeps peak consistent */
-        b->used += t->cap * t->slot_size + t->qcap * sizeof(exp_rec_t);
+        b->used += t->cap * t->slot_size;
         if (b->used > b->peak)
                 b->peak = b->used;
         return t;
@@ -87,10 +83,8 @@ void pg_table_free(pg_table_t *t)
 {
         if (!t)
                 return;
-        pg_budget_give(t->budget,
-                       t->cap * t->slot_size + t->qcap * sizeof(exp_rec_t));
+        pg_budget_give(t->budget, t->cap * t->slot_size);
         free(t->slots);
-        free(t->q);
         free(t);
 }
 
@@ -130,26 +124,12 @@ static bool grow(pg_table_t *t)
                         memcpy(slot_at(t, find(t, s->key)), s, t->slot_size);
         }
         free(old);
+        t->cursor = 0;
         return true;
 }
 
-static bool queue_push(pg_table_t *t, pg_key_t k, int64_t expire_at)
-{
-        if (t->qlen == t->qcap) {
-                if (!pg_budget_take(t->budget, t->qcap * sizeof(exp_rec_t)))
-                        return false;
-                exp_rec_t *nq = pg_xmalloc(2 * t->qcap * sizeof(exp_rec_t));
-                for (size_t i = 0; i < t->qlen; i++)
-                        nq[i] = t->q[(t->qhead + i) % t->qcap];
-                free(t->q);
-                t->q = nq;
-                t->qhead = 0;
-                t->qcap *= 2;
-        }
-        t->q[(t->qhead + t->qlen) % t->qcap] = (exp_rec_t){k, expire_at};
-        t->qlen++;
-        return true;
-}
+static void delete_at(pg_table_t *t, size_t hole);
+static void sweep(pg_table_t *t, int64_t now, size_t n);
 
 void *pg_table_upsert(pg_table_t *t, pg_key_t k, int64_t now, int64_t expire_at,
                       bool *created)
@@ -158,9 +138,7 @@ void *pg_table_upsert(pg_table_t *t, pg_key_t k, int64_t now, int64_t expire_at,
         slot_hdr_t *s = slot_at(t, i);
         if (!slot_empty(s)) {
                 if (now >= s->expire_at) {
-                        /* Dead but not yet removed: reuse in place. Its
-                         * FIFO record is still queued and will announce it
-                         * again when popped. */
+                        /* dead but not yet swept: reuse in place */
                         memset(slot_value(s), 0, t->value_size);
                         s->expire_at = expire_at;
                         *created = true;
@@ -171,16 +149,23 @@ void *pg_table_upsert(pg_table_t *t, pg_key_t k, int64_t now, int64_t expire_at,
                 }
                 return slot_value(s);
         }
+        /* a new entry: its share of the sweep first (the sweep moves
+         * slots), and at the load limit a full pass before growing */
+        sweep(t, now, SWEEP_STEP);
+        t->created++;
         if ((t->count + 1) * 4 > t->cap * 3) {
-                if (grow(t)) {
-                        i = find(t, k);
-                        s = slot_at(t, i);
-                } else if ((t->count + 1) * 8 > t->cap * 7) {
-                        return NULL;
+                /* a full pass at most every cap/8 creations: at the cap,
+                 * with growth refused, not one per insert */
+                if (t->created - t->last_pass >= t->cap / 8) {
+                        t->last_pass = t->created;
+                        sweep(t, now, t->cap);
                 }
+                if ((t->count + 1) * 8 > t->cap * 5 && !grow(t) &&
+                    (t->count + 1) * 8 > t->cap * 7)
+                        return NULL;
         }
-        if (!queue_push(t, k, expire_at))
-                return NULL;
+        i = find(t, k);
+        s = slot_at(t, i);
         s->key = k;
         s->expire_at = expire_at;
         memset(slot_value(s), 0, t->value_size);
@@ -228,23 +213,30 @@ void pg_table_remove(pg_table_t *t, pg_key_t k)
                 delete_at(t, i);
 }
 
+/* Examine n slots from the cursor (at most one pass), deleting the
+ * entries dead at now. A deletion shifts later entries of the run back into
+ * the hole, so the slot is examined again; entries only ever move into
+ * slots the cursor has not passed yet, or stay where they are, so one pass
+ * finds every entry dead at its start. */
+static void sweep(pg_table_t *t, int64_t now, size_t n)
+{
+        if (n > t->cap)
+                n = t->cap;
+        size_t mask = t->cap - 1;
+        while (n--) {
+                slot_hdr_t *s = slot_at(t, t->cursor);
+                if (!slot_empty(s) && now >= s->expire_at)
+                        delete_at(t, t->cursor);
+                if (slot_empty(s) || now < s->expire_at)
+                        t->cursor = (t->cursor + 1) & mask;
+                else
+                        n++; /* what moved in is examined too */
+        }
+}
+
 void pg_table_expire(pg_table_t *t, int64_t now, size_t max_work)
 {
-        while (t->qlen && max_work--) {
-                exp_rec_t r = t->q[t->qhead];
-                if (now < r.expire_at)
-                        break;
-                t->qhead = (t->qhead + 1) % t->qcap;
-                t->qlen--;
-                size_t i = find(t, r.key);
-                slot_hdr_t *s = slot_at(t, i);
-                if (slot_empty(s))
-                        continue; /* removed explicitly */
-                if (now >= s->expire_at)
-                        delete_at(t, i);
-                else
-                        queue_push(t, s->key, s->expire_at); /* extended */
-        }
+        sweep(t, now, max_work);
 }
 
 size_t pg_table_count(const pg_table_t *t)
@@ -254,5 +246,5 @@ size_t pg_table_count(const pg_table_t *t)
 
 size_t pg_table_bytes(const pg_table_t *t)
 {
-        return t->cap * t->slot_size + t->qcap * sizeof(exp_rec_t);
+        return t->cap * t->slot_size;
 }

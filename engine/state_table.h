@@ -8,9 +8,9 @@
  * detectors: they only use lookup / upsert / remove / expire.
  *
  * An entry is live while now < expire_at; a dead entry is never returned,
- * even before expiry has physically removed it. Values are fixed-size,
- * zeroed when created, and stay where they are until the next upsert or
- * expire call on the same table (a pointer is valid until then).
+ * even before the table's sweep has physically removed it. Values are
+ * fixed-size, zeroed when created, and stay where they are until the next
+ * upsert or expire call on the same table (a pointer is valid until then).
  *
  * Not thread-safe: one table belongs to one engine, driven by one thread.
  */
@@ -47,9 +47,10 @@ void pg_table_extend(pg_table_t *t, void *value, int64_t expire_at);
 void pg_table_remove(pg_table_t *t, pg_key_t k);
 
 /*
- * Physically remove entries dead at now. Work is bounded by max_work
- * expiry records per call (the rest waits for the next call); lookups are
- * correct either way, this only returns memory.
+ * Physically remove entries dead at now, examining at most max_work slots
+ * (one pass of the table at most). Creating entries already sweeps the
+ * table as it goes, so callers need this only to have memory back at once;
+ * lookups are correct either way.
  */
 void pg_table_expire(pg_table_t *t, int64_t now, size_t max_work);
 

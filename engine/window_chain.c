@@ -118,10 +118,14 @@ void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)
                         break;
                 c->tail++;
         }
-        pg_table_expire(c->groups, now, max_work);
 }
 
 size_t pg_chain_bytes(const pg_chain_t *c)
 {
         return c->cap * c->member_size + pg_table_bytes(c->groups);
+}
+
+size_t pg_chain_count(const pg_chain_t *c)
+{
+        return (size_t)(c->head - c->tail);
 }

@@ -49,9 +49,12 @@ void *pg_chain_next(pg_chain_iter_t *it);
  * NULL when the memory cap refuses it. */
 void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now);
 
-/* Drop members older than now - horizon (bounded by max_work). */
+/* Drop members older than now - horizon from the ring (bounded by
+ * max_work); the group table sweeps itself. */
 void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work);
 
 size_t pg_chain_bytes(const pg_chain_t *c);
+/* Members still in the ring. */
+size_t pg_chain_count(const pg_chain_t *c);
 
 #endif

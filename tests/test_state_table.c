@@ -94,6 +94,35 @@ static void memory_cap_refuses_and_counts(void **state)
         pg_table_free(t);
 }
 
+/* Creating entries sweeps the table: a stream of short-lived keys, with no
+ * expire call at all, keeps the table at the size its live keys need. */
+static void creation_sweeps_dead_entries(void **state)
+{
+        pg_budget_t b = {0};
+        pg_table_t *t = pg_table_new("t", sizeof(int64_t), &b);
+        bool created;
+        size_t most = 0;
+        for (uint64_t i = 0; i < 1000000; i++) {
+                int64_t now = (int64_t)i;
+                assert_non_null(
+                    pg_table_upsert(t, key(i), now, now + 1000, &created));
+                if (pg_table_count(t) > most)
+                        most = pg_table_count(t);
+                /* the live ones are all there */
+                if (i % 99991 == 0)
+                        for (uint64_t j = i > 999 ? i - 999 : 0; j <= i; j++)
+                                assert_non_null(
+                                    pg_table_lookup(t, key(j), now));
+        }
+        /* 1000 live at any time; a pass takes cap / 2 creations */
+        assert_true(most < 4000);
+        assert_true(pg_table_bytes(t) <= 8192 * (16 + 8 + 8));
+        pg_table_expire(t, 1 << 30, SIZE_MAX);
+        assert_int_equal(pg_table_count(t), 0);
+        pg_table_free(t);
+        assert_int_equal(b.used, 0);
+}
+
 typedef struct member {
         pg_chain_hdr_t h;
         int id;
@@ -132,6 +161,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(insert_lookup_expire),
             cmocka_unit_test(memory_cap_refuses_and_counts),
+            cmocka_unit_test(creation_sweeps_dead_entries),
             cmocka_unit_test(chain_walk_newest_first_and_expiry),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
