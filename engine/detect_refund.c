@@ -18,7 +18,7 @@ static void raise_alert(pg_engine_t *e, const pg_rule_t *r, pg_finding_t f,
         pg_alert_t a;
         pg_engine_alert_init(e, &a, r, f, NULL, rec);
         if (p)
-                a.txn_ids[a.n_txn_ids++] = p->charge_txn.s;
+                a.txn_ids[a.n_txn_ids++] = pg_engine_fact_txn(e, p);
         snprintf(a.reason, sizeof(a.reason), "%s", reason);
         pg_engine_emit_alert(e, &a, f, r);
 }
@@ -48,14 +48,14 @@ void pg_detect_refund(pg_engine_t *e, int ri, const pg_record_t *rec)
                 pg_fmt_amount(a2, sizeof(a2), p->charge_amount, p->currency);
                 snprintf(buf, sizeof(buf),
                          "refunds of %s now total %s, more than the %s charged",
-                         p->charge_txn.s, a1, a2);
+                         pg_engine_fact_txn(e, p), a1, a2);
                 raise_alert(e, r, PG_FIND_REFUND_EXCEEDS_ORIGINAL, rec, p, buf);
         }
-        if (!pg_key_eq(p->card_key, rec->k.card)) {
+        if (p->card_fp != rec->k.card.lo) {
                 snprintf(buf, sizeof(buf),
                          "refund goes to another card than the one charged "
                          "by %s",
-                         p->charge_txn.s);
+                         pg_engine_fact_txn(e, p));
                 raise_alert(e, r, PG_FIND_REFUND_CARD_MISMATCH, rec, p, buf);
         }
 }

@@ -99,6 +99,7 @@ pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
 
         e->dedupe = pg_table_new("dedupe", 0, &e->budget);
         e->facts = pg_table_new("facts", sizeof(pg_fact_t), &e->budget);
+        e->strings = pg_strlog_new(&e->budget);
         e->caps = pg_table_new("caps", sizeof(int64_t), &e->budget);
         e->cooldown =
             pg_table_new("cooldown", sizeof(pg_cooldown_t), &e->budget);
@@ -138,6 +139,7 @@ void pg_engine_free(pg_engine_t *e)
         pg_refund_free_all(e);
         pg_table_free(e->dedupe);
         pg_table_free(e->facts);
+        pg_strlog_free(e->strings);
         pg_table_free(e->caps);
         pg_table_free(e->cooldown);
         pg_reorder_free(e->reorder);
@@ -149,6 +151,12 @@ void pg_engine_free(pg_engine_t *e)
 pg_fact_t *pg_engine_fact(pg_engine_t *e, pg_key_t rrn_key)
 {
         return pg_table_lookup(e->facts, rrn_key, e->now);
+}
+
+const char *pg_engine_fact_txn(const pg_engine_t *e, const pg_fact_t *f)
+{
+        const char *s = pg_strlog_get(e->strings, f->charge_txn);
+        return s ? s : "";
 }
 
 bool pg_engine_cancelled(pg_engine_t *e, pg_key_t rrn_key, int64_t t)
@@ -314,6 +322,16 @@ void pg_fmt_amount(char *buf, size_t size, int64_t minor, const char *cur)
 
 /* ---- processing ---- */
 
+/* An upsert may have made f outlive its charge's txn_id string. */
+static void renew_txn(pg_engine_t *e, pg_fact_t *f)
+{
+        uint64_t pos =
+            pg_strlog_renew(e->strings, f->charge_txn, pg_table_expiry(f));
+        if (!pos && f->charge_txn)
+                e->st.state_full++;
+        f->charge_txn = pos;
+}
+
 /* Step 2: facts of one record (cancellations and charges). */
 static void register_facts(pg_engine_t *e, const pg_record_t *rec)
 {
@@ -331,6 +349,8 @@ static void register_facts(pg_engine_t *e, const pg_record_t *rec)
                 if (!f->has_cancel || rec->event_time < f->cancel_at)
                         f->cancel_at = rec->event_time;
                 f->has_cancel = 1;
+                if (f->has_charge)
+                        renew_txn(e, f);
         } else if (rec->kind == PG_KIND_PURCHASE) {
                 pg_fact_t *f = pg_table_upsert(
                     e->facts, rec->k.rrn, e->now,
@@ -341,14 +361,23 @@ static void register_facts(pg_engine_t *e, const pg_record_t *rec)
                 }
                 if (f->has_charge) {
                         e->st.rrn_conflicts++;
+                        renew_txn(e, f);
+                        return;
+                }
+                /* kept as long as the fact */
+                uint64_t pos =
+                    pg_strlog_add(e->strings, rec->txn_id.s, rec->txn_id.len,
+                                  pg_table_expiry(f));
+                if (!pos) {
+                        e->st.state_full++;
                         return;
                 }
                 f->has_charge = 1;
                 f->charge_t = rec->event_time;
                 f->charge_amount = rec->amount;
-                f->card_key = rec->k.card;
+                f->card_fp = rec->k.card.lo;
                 memcpy(f->currency, rec->currency.s, 4);
-                f->charge_txn = rec->txn_id;
+                f->charge_txn = pos;
         }
 }
 
@@ -417,16 +446,19 @@ static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
 
 /* Aggregate windows every group: an event leaving the window changes the
  * value (this is semantics, not housekeeping). The chains' rings only when
- * memory is due (every EXPIRE_EVERY groups): their walks check liveness
- * themselves, so expiry there only returns memory; each call may drop
- * EXPIRE_EVERY x PG_EXPIRE_WORK members, the same bound per group as
- * expiring every group. The tables sweep themselves as entries are created
- * (state_table.c). */
+ * memory is due (every EXPIRE_EVERY groups), and the facts' txn_id strings:
+ * their readers check liveness themselves, so expiry there only returns
+ * memory; each call may drop EXPIRE_EVERY x PG_EXPIRE_WORK members, the
+ * same bound per group as expiring every group. The tables sweep themselves as
+ * entries are created (state_table.c). */
 #define EXPIRE_EVERY 16
 
 static void expire_all(pg_engine_t *e)
 {
         bool memory = ++e->groups % EXPIRE_EVERY == 0;
+        if (memory)
+                pg_strlog_expire(e->strings, e->now,
+                                 EXPIRE_EVERY * PG_EXPIRE_WORK);
         for (int i = 0; i < e->rs->n_rules; i++) {
                 if (e->rule_state[i].chain) {
                         if (memory)
@@ -548,7 +580,8 @@ size_t pg_engine_state_parts(const pg_engine_t *e, pg_state_part_t *out,
         } while (0)
         PART("dedupe", "", pg_table_count(e->dedupe),
              pg_table_bytes(e->dedupe));
-        PART("facts", "", pg_table_count(e->facts), pg_table_bytes(e->facts));
+        PART("facts", "", pg_table_count(e->facts),
+             pg_table_bytes(e->facts) + pg_strlog_bytes(e->strings));
         PART("caps", "", pg_table_count(e->caps), pg_table_bytes(e->caps));
         PART("cooldown", "", pg_table_count(e->cooldown),
              pg_table_bytes(e->cooldown));

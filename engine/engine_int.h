@@ -9,6 +9,7 @@
 #define PG_ENGINE_INT_H
 
 #include "engine.h"
+#include "state_strlog.h"
 #include "state_table.h"
 #include "util_hash.h"
 #include "window_chain.h"
@@ -44,10 +45,10 @@ typedef struct pg_fact {
         int64_t commanded_at;
         int64_t charge_t; /* valid when has_charge */
         int64_t charge_amount;
-        pg_key_t card_key;
-        uint8_t has_cancel, has_charge, has_commanded;
+        uint64_t card_fp;    /* the card key's first 64 bits */
+        uint64_t charge_txn; /* its txn_id in e->strings (see strlog) */
         char currency[4];
-        pg_str_t charge_txn;
+        uint8_t has_cancel, has_charge, has_commanded;
 } pg_fact_t;
 
 /* A member of a pairing chain: one earlier charge. */
@@ -137,6 +138,7 @@ struct pg_engine {
         int64_t short_h; /* pairing windows + refund delay + lateness */
         int64_t long_h;  /* max(short_h, refund_anomaly lookbacks) */
         pg_table_t *facts;
+        pg_strlog_t *strings; /* the facts' charge txn_ids */
         pg_rule_state_t *rule_state;
 
         /* refund decisions: a min-heap on (due, seq) */
@@ -153,6 +155,8 @@ struct pg_engine {
 
 /* Fact of an rrn key at the current time, or NULL. */
 pg_fact_t *pg_engine_fact(pg_engine_t *e, pg_key_t rrn_key);
+/* The txn_id of a fact's charge ("" when the memory cap refused it). */
+const char *pg_engine_fact_txn(const pg_engine_t *e, const pg_fact_t *f);
 /* True when the charge with this rrn is cancelled at time t. */
 bool pg_engine_cancelled(pg_engine_t *e, pg_key_t rrn_key, int64_t t);
 

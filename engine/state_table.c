@@ -174,6 +174,13 @@ void *pg_table_upsert(pg_table_t *t, pg_key_t k, int64_t now, int64_t expire_at,
         return slot_value(s);
 }
 
+int64_t pg_table_expiry(const void *value)
+{
+        return ((const slot_hdr_t *)((const unsigned char *)value -
+                                     sizeof(slot_hdr_t)))
+            ->expire_at;
+}
+
 void pg_table_extend(pg_table_t *t, void *value, int64_t expire_at)
 {
         slot_hdr_t *s =

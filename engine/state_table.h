@@ -41,6 +41,9 @@ void *pg_table_lookup(const pg_table_t *t, pg_key_t k, int64_t now);
 void *pg_table_upsert(pg_table_t *t, pg_key_t k, int64_t now, int64_t expire_at,
                       bool *created);
 
+/* The expiry of a live value returned by lookup/upsert. */
+int64_t pg_table_expiry(const void *value);
+
 /* Raise the expiry of a live value returned by lookup/upsert. */
 void pg_table_extend(pg_table_t *t, void *value, int64_t expire_at);
 

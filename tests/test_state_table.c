@@ -8,8 +8,10 @@
 
 #include <cmocka.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "state_strlog.h"
 #include "state_table.h"
 #include "window_chain.h"
 
@@ -123,6 +125,68 @@ static void creation_sweeps_dead_entries(void **state)
         assert_int_equal(b.used, 0);
 }
 
+/* The string log: strings come back as written across wraps (pads) and
+ * growth, go at their expiry in order, renew keeps one alive, and the cap
+ * refuses without losing what is there. */
+static void strlog_keeps_drops_and_renews(void **state)
+{
+        pg_budget_t b = {0};
+        pg_strlog_t *l = pg_strlog_new(&b);
+        enum { N = 20000 };
+        static uint64_t pos[N];
+        char s[80];
+        for (int i = 0; i < N; i++) {
+                int n = snprintf(
+                    s, sizeof(s), "txn-%d-%.*s", i, i % 50,
+                    "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz");
+                pos[i] = pg_strlog_add(l, s, (size_t)n, 1000 + i);
+                assert_true(pos[i] != 0);
+                /* keep about 300 live: the ring wraps many times */
+                pg_strlog_expire(l, i - 300 + 1000, SIZE_MAX);
+                if (i >= 300) { /* kept while now < expire_at */
+                        assert_null(pg_strlog_get(l, pos[i - 300]));
+                        snprintf(s, sizeof(s), "txn-%d-", i - 299);
+                        const char *g = pg_strlog_get(l, pos[i - 299]);
+                        assert_non_null(g);
+                        assert_memory_equal(g, s, strlen(s));
+                }
+        }
+        assert_true(pg_strlog_count(l) <= 300);
+        assert_true(pg_strlog_bytes(l) <= 32768);
+        /* renew: the same position while it is kept long enough, else a
+         * new one that outlives the old */
+        uint64_t p = pos[N - 1];
+        assert_true(pg_strlog_renew(l, p, 1000 + N - 1) == p);
+        uint64_t q = pg_strlog_renew(l, p, 1 << 30);
+        assert_true(q != p && q != 0);
+        pg_strlog_expire(l, 1 << 29, SIZE_MAX);
+        assert_null(pg_strlog_get(l, p));
+        snprintf(s, sizeof(s), "txn-%d-", N - 1);
+        assert_memory_equal(pg_strlog_get(l, q), s, strlen(s));
+        assert_int_equal(pg_strlog_renew(l, p, 1 << 30), 0); /* gone */
+        assert_null(pg_strlog_get(l, 0));
+        pg_strlog_free(l);
+        assert_int_equal(b.used, 0);
+
+        /* at the cap: refused, counted, the rest intact */
+        pg_budget_t c = {.cap = 8192};
+        l = pg_strlog_new(&c);
+        uint64_t first = pg_strlog_add(l, "first", 5, 1 << 30), last = 0;
+        int ok = 0;
+        for (int i = 0; i < 1000; i++) {
+                uint64_t r = pg_strlog_add(l, "0123456789abcdef", 16, 1 << 30);
+                if (!r)
+                        break;
+                last = r;
+                ok++;
+        }
+        assert_true(ok > 100 && ok < 1000);
+        assert_true(c.refused > 0);
+        assert_string_equal(pg_strlog_get(l, first), "first");
+        assert_string_equal(pg_strlog_get(l, last), "0123456789abcdef");
+        pg_strlog_free(l);
+}
+
 typedef struct member {
         pg_chain_hdr_t h;
         int id;
@@ -162,6 +226,7 @@ int main(void)
             cmocka_unit_test(insert_lookup_expire),
             cmocka_unit_test(memory_cap_refuses_and_counts),
             cmocka_unit_test(creation_sweeps_dead_entries),
+            cmocka_unit_test(strlog_keeps_drops_and_renews),
             cmocka_unit_test(chain_walk_newest_first_and_expiry),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
