@@ -24,7 +24,8 @@ void pg_detect_pair_remember(pg_engine_t *e, pg_chain_t *c, pg_key_t key,
         m->has_order = rec->order_id.len > 0;
         if (m->has_order)
                 m->order_key = rec->k.order;
-        m->txn_id = rec->txn_id;
+        if (!pg_chain_set_str(c, m, rec->txn_id.s, rec->txn_id.len))
+                e->st.state_full++;
 }
 
 void pg_detect_pair(pg_engine_t *e, int ri, const pg_record_t *rec,
@@ -32,7 +33,7 @@ void pg_detect_pair(pg_engine_t *e, int ri, const pg_record_t *rec,
 {
         const pg_rule_t *r = &e->rs->rules[ri];
         pg_chain_t *c = e->rule_state[ri].chain;
-        pg_pair_ctx_t ctx = {.rec = rec, .rule = r};
+        pg_pair_ctx_t ctx = {.rec = rec, .rule = r, .chain = c};
         if (rec->order_id.len)
                 ctx.order_key = rec->k.order;
         ctx.stan_key = rec->k.stan;
@@ -65,7 +66,7 @@ void pg_detect_pair(pg_engine_t *e, int ri, const pg_record_t *rec,
                 pg_engine_alert_init(e, &a, r, ops->finding, NULL, rec);
                 /* related in processing order: oldest of the kept first */
                 for (int i = nrel; i-- > 0;)
-                        a.txn_ids[a.n_txn_ids++] = rel[i]->txn_id.s;
+                        a.txn_ids[a.n_txn_ids++] = pg_chain_str(c, rel[i]);
                 ops->reason(&ctx, rel[0], a.reason, sizeof(a.reason));
                 pg_engine_emit_alert(e, &a, ops->finding, r);
 
@@ -79,7 +80,10 @@ void pg_detect_pair(pg_engine_t *e, int ri, const pg_record_t *rec,
                         memcpy(cl->alert_id, a.alert_id, PG_ID_LEN);
                         for (int i = nref; i-- > 0;) {
                                 cl->q[cl->nq] = refq[i]->rrn_key;
-                                cl->q_txn[cl->nq] = refq[i]->txn_id;
+                                const char *txn = pg_chain_str(c, refq[i]);
+                                pg_str_t *q = &cl->q_txn[cl->nq];
+                                q->len = (uint8_t)strlen(txn);
+                                memcpy(q->s, txn, q->len + 1u);
                                 cl->nq++;
                         }
                 }

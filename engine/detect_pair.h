@@ -10,7 +10,8 @@ typedef struct pg_pair_ctx {
         const pg_record_t *rec; /* the later charge, P2 */
         const pg_rule_t *rule;
         pg_key_t stan_key;
-        pg_key_t order_key; /* valid when rec has an order_id */
+        pg_key_t order_key;      /* valid when rec has an order_id */
+        const pg_chain_t *chain; /* the members' (pg_chain_str) */
 } pg_pair_ctx_t;
 
 typedef struct pg_pair_ops {

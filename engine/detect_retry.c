@@ -17,8 +17,7 @@ static bool match(const pg_pair_ctx_t *ctx, const pg_pair_member_t *m,
         int64_t d = ctx->rec->event_time - m->h.t;
         if (d < 0 || d > ctx->rule->window_ms)
                 return false;
-        if (m->txn_id.len == ctx->rec->txn_id.len &&
-            !memcmp(m->txn_id.s, ctx->rec->txn_id.s, m->txn_id.len))
+        if (!strcmp(pg_chain_str(ctx->chain, m), ctx->rec->txn_id.s))
                 return false;
         *refundable = true;
         return true;
@@ -34,7 +33,7 @@ static void reason(const pg_pair_ctx_t *ctx, const pg_pair_member_t *m,
         snprintf(buf, size,
                  "retransmission of %s approved again: terminal %s, STAN %s, "
                  "same card, %s, %lld.%03lld s later",
-                 m->txn_id.s, r->terminal_id.s, r->stan.s, amt,
+                 pg_chain_str(ctx->chain, m), r->terminal_id.s, r->stan.s, amt,
                  (long long)(d / 1000), (long long)(d % 1000));
 }
 

@@ -40,7 +40,7 @@ static void reason(const pg_pair_ctx_t *ctx, const pg_pair_member_t *m,
                  "same card charged %s again at merchant %s with a new STAN, "
                  "%lld.%03lld s after %s",
                  amt, r->merchant_id.s, (long long)(d / 1000),
-                 (long long)(d % 1000), m->txn_id.s);
+                 (long long)(d % 1000), pg_chain_str(ctx->chain, m));
 }
 
 static const pg_pair_ops_t ops = {PG_FIND_REPEATED_SWIPE, match, reason};

@@ -57,8 +57,7 @@ typedef struct pg_pair_member {
         pg_key_t rrn_key;
         pg_key_t stan_key;
         pg_key_t order_key; /* valid when has_order */
-        uint8_t has_order;
-        pg_str_t txn_id;
+        uint8_t has_order;  /* its txn_id: pg_chain_str */
 } pg_pair_member_t;
 
 /* A refund claim on the charge being processed (SEMANTICS.md 4). */

@@ -142,19 +142,37 @@ uint64_t pg_strlog_renew(pg_strlog_t *l, uint64_t pos, int64_t expire_at)
         return pg_strlog_add(l, buf, len, expire_at);
 }
 
+static inline bool is_pad(const pg_strlog_t *l, int64_t h)
+{
+        return h < PAD + (int64_t)l->cap + 1;
+}
+
+/* Drop the record (or pad) at the tail. */
+static void pop(pg_strlog_t *l)
+{
+        int64_t h = hdr(l, l->tail);
+        if (is_pad(l, h)) {
+                l->tail += (uint64_t)(h - PAD);
+                return;
+        }
+        l->tail += rec_size(strlen((const char *)at(l, l->tail) + 8));
+        l->count--;
+}
+
 void pg_strlog_expire(pg_strlog_t *l, int64_t now, size_t max_work)
 {
         while (l->tail < l->head && max_work--) {
                 int64_t h = hdr(l, l->tail);
-                if (h < PAD + (int64_t)l->cap + 1) { /* a pad */
-                        l->tail += (uint64_t)(h - PAD);
-                        continue;
-                }
-                if (now < h)
+                if (!is_pad(l, h) && now < h)
                         break;
-                l->tail += rec_size(strlen((const char *)at(l, l->tail) + 8));
-                l->count--;
+                pop(l);
         }
+}
+
+void pg_strlog_drop_through(pg_strlog_t *l, uint64_t pos)
+{
+        while (l->tail < l->head && l->tail < pos)
+                pop(l);
 }
 
 size_t pg_strlog_count(const pg_strlog_t *l)

@@ -45,6 +45,10 @@ uint64_t pg_strlog_renew(pg_strlog_t *l, uint64_t pos, int64_t expire_at);
  * max_work of them). */
 void pg_strlog_expire(pg_strlog_t *l, int64_t now, size_t max_work);
 
+/* Drop every string up to and including pos, live or not (for a holder
+ * that itself goes in order: a ring of chain members). */
+void pg_strlog_drop_through(pg_strlog_t *l, uint64_t pos);
+
 size_t pg_strlog_count(const pg_strlog_t *l);
 size_t pg_strlog_bytes(const pg_strlog_t *l);
 

@@ -22,6 +22,7 @@ struct pg_chain {
         uint64_t cap; /* members, power of two */
         uint64_t tail, head;
         pg_table_t *groups;
+        pg_strlog_t *strings; /* the members' strings, in member order */
         pg_budget_t *budget;
 };
 
@@ -35,6 +36,7 @@ pg_chain_t *pg_chain_new(const char *name, size_t member_size,
         c->ring = pg_xmalloc(c->cap * c->member_size);
         b->used += c->cap * c->member_size;
         c->groups = pg_table_new(name, sizeof(group_t), b);
+        c->strings = pg_strlog_new(b);
         c->budget = b;
         return c;
 }
@@ -45,6 +47,7 @@ void pg_chain_free(pg_chain_t *c)
                 return;
         pg_budget_give(c->budget, c->cap * c->member_size);
         pg_table_free(c->groups);
+        pg_strlog_free(c->strings);
         free(c->ring);
         free(c);
 }
@@ -104,6 +107,7 @@ void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now)
         uint64_t pos = c->head++;
         pg_chain_hdr_t *h = at(c, pos);
         h->t = t;
+        h->str = 0;
         h->prev = created ? 0 : g->newest;
         g->newest = pos + 1;
         return h;
@@ -116,13 +120,31 @@ void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)
                 pg_chain_hdr_t *h = at(c, c->tail);
                 if (now - h->t <= c->horizon)
                         break;
+                if (h->str)
+                        pg_strlog_drop_through(c->strings, h->str);
                 c->tail++;
         }
 }
 
+bool pg_chain_set_str(pg_chain_t *c, void *m, const char *s, size_t len)
+{
+        pg_chain_hdr_t *h = m;
+        /* the expiry is unused: members drop their strings themselves */
+        h->str = pg_strlog_add(c->strings, s, len, INT64_MAX);
+        return h->str != 0;
+}
+
+const char *pg_chain_str(const pg_chain_t *c, const void *m)
+{
+        const char *s =
+            pg_strlog_get(c->strings, ((const pg_chain_hdr_t *)m)->str);
+        return s ? s : "";
+}
+
 size_t pg_chain_bytes(const pg_chain_t *c)
 {
-        return c->cap * c->member_size + pg_table_bytes(c->groups);
+        return c->cap * c->member_size + pg_table_bytes(c->groups) +
+               pg_strlog_bytes(c->strings);
 }
 
 size_t pg_chain_count(const pg_chain_t *c)

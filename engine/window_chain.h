@@ -10,20 +10,25 @@
  * Members are fixed-size (member_size bytes, starting with pg_chain_hdr_t)
  * and are dropped from the ring's tail once older than the horizon. A link
  * to a dropped member ends the walk: members are dropped oldest first, so
- * everything behind it is gone too.
+ * everything behind it is gone too. A member may carry one short string
+ * (a txn_id), kept in the chain's string log in member order and dropped
+ * with the member, so it is there exactly as long as the member is.
  *
  * Not thread-safe: one chain belongs to one engine.
  */
 #ifndef PG_WINDOW_CHAIN_H
 #define PG_WINDOW_CHAIN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "state_strlog.h"
 #include "state_table.h"
 
 typedef struct pg_chain_hdr {
         int64_t t;     /* event time of the member */
         uint64_t prev; /* ring position of the previous member + 1; 0: none */
+        uint64_t str;  /* its string in the chain's string log, 0: none */
 } pg_chain_hdr_t;
 
 typedef struct pg_chain pg_chain_t;
@@ -48,6 +53,12 @@ void *pg_chain_next(pg_chain_iter_t *it);
  * the rest NOT initialised: the caller fills every field it will read) or
  * NULL when the memory cap refuses it. */
 void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now);
+
+/* Give member m (the newest, just appended) its string; false when the
+ * memory cap refuses it (the member then has none: ""). */
+bool pg_chain_set_str(pg_chain_t *c, void *m, const char *s, size_t len);
+/* Member m's string ("" when none). */
+const char *pg_chain_str(const pg_chain_t *c, const void *m);
 
 /* Drop members older than now - horizon from the ring (bounded by
  * max_work); the group table sweeps itself. */

@@ -200,6 +200,9 @@ static void chain_walk_newest_first_and_expiry(void **state)
                 member_t *m = pg_chain_append(c, key((uint64_t)(i % 3)), i, i);
                 assert_non_null(m);
                 m->id = i;
+                char str[16];
+                int n = snprintf(str, sizeof(str), "m%d", i);
+                assert_true(pg_chain_set_str(c, m, str, (size_t)n));
         }
         pg_chain_iter_t it;
         pg_chain_walk(c, key(1), 999, &it);
@@ -214,6 +217,10 @@ static void chain_walk_newest_first_and_expiry(void **state)
         while ((m = pg_chain_next(&it))) {
                 n++;
                 last = m->id;
+                /* a member's string is there as long as it is */
+                char str[16];
+                snprintf(str, sizeof(str), "m%d", m->id);
+                assert_string_equal(pg_chain_str(c, m), str);
         }
         assert_int_equal(last, 901); /* 999 - 901 <= 100 < 999 - 898 */
         assert_int_equal(n, 33);
