@@ -7,7 +7,7 @@
  * it). Deletion shifts the following entries of the probe run back, so
  * there are no tombstones and probe runs stay short at load <= 3/4.
  *
- * Expiry is a sweep, not a list: every created entry pays for SWEEP_STEP
+ * Expiry is a sweep, not a list: every created entry pays for SWEEP_STEP (8)
  * slots of a cursor that walks the slot array and deletes the entries dead
  * at the creating call's time, so a whole pass takes cap / SWEEP_STEP
  * creations, and no per-entry expiry record is kept (that record, 24 bytes
@@ -15,8 +15,11 @@
  * array doubles, one full pass removes whatever is dead: the table grows
  * only when live entries need the room. A dead entry is never returned in
  * between, so when the sweep gets to it changes memory only, never a
- * result. pg_table_expire sweeps on demand (tests, and callers that want
- * memory back at once).
+ * result. The table keeps a lower bound of its entries' expiries (the
+ * least of those created since the last full pass, and of what that pass
+ * kept): before it, there is nothing to sweep, so a table whose horizon
+ * has not come round yet (30 days of facts) pays nothing. pg_table_expire
+ * sweeps on demand (tests, and callers that want memory back at once).
  *
  * Growth doubles the slot array and reinserts (amortised O(1) per insert).
  * When the budget refuses a grow, the table keeps filling up to 7/8 and
@@ -42,11 +45,12 @@ struct pg_table {
         size_t cursor;      /* the sweep's next slot */
         uint64_t created;   /* entries created so far */
         uint64_t last_pass; /* created at the last full pass */
+        int64_t earliest;   /* no entry expires before this (a bound) */
         pg_budget_t *budget;
 };
 
 #define MIN_CAP 64
-#define SWEEP_STEP 2 /* slots swept per created entry */
+#define SWEEP_STEP 8 /* slots swept per created entry */
 
 static inline slot_hdr_t *slot_at(const pg_table_t *t, size_t i)
 {
@@ -72,6 +76,7 @@ pg_table_t *pg_table_new(const char *name, size_t value_size, pg_budget_t *b)
         t->budget = b;
         t->cap = MIN_CAP;
         t->slots = pg_xcalloc(t->cap, t->slot_size);
+        t->earliest = INT64_MAX;
         pg_budget_take(b, 0); /* keeps peak consistent */
         b->used += t->cap * t->slot_size;
         if (b->used > b->peak)
@@ -141,6 +146,8 @@ void *pg_table_upsert(pg_table_t *t, pg_key_t k, int64_t now, int64_t expire_at,
                         /* dead but not yet swept: reuse in place */
                         memset(slot_value(s), 0, t->value_size);
                         s->expire_at = expire_at;
+                        if (expire_at < t->earliest)
+                                t->earliest = expire_at;
                         *created = true;
                 } else {
                         if (expire_at > s->expire_at)
@@ -166,6 +173,8 @@ void *pg_table_upsert(pg_table_t *t, pg_key_t k, int64_t now, int64_t expire_at,
         }
         i = find(t, k);
         s = slot_at(t, i);
+        if (expire_at < t->earliest)
+                t->earliest = expire_at;
         s->key = k;
         s->expire_at = expire_at;
         memset(slot_value(s), 0, t->value_size);
@@ -227,18 +236,27 @@ void pg_table_remove(pg_table_t *t, pg_key_t k)
  * finds every entry dead at its start. */
 static void sweep(pg_table_t *t, int64_t now, size_t n)
 {
-        if (n > t->cap)
+        if (now < t->earliest)
+                return; /* nothing can be dead yet */
+        bool pass = n >= t->cap;
+        if (pass)
                 n = t->cap;
+        int64_t least = INT64_MAX; /* of the survivors, for a full pass */
         size_t mask = t->cap - 1;
         while (n--) {
                 slot_hdr_t *s = slot_at(t, t->cursor);
                 if (!slot_empty(s) && now >= s->expire_at)
                         delete_at(t, t->cursor);
-                if (slot_empty(s) || now < s->expire_at)
+                if (slot_empty(s) || now < s->expire_at) {
+                        if (!slot_empty(s) && s->expire_at < least)
+                                least = s->expire_at;
                         t->cursor = (t->cursor + 1) & mask;
-                else
+                } else {
                         n++; /* what moved in is examined too */
+                }
         }
+        if (pass)
+                t->earliest = least;
 }
 
 void pg_table_expire(pg_table_t *t, int64_t now, size_t max_work)

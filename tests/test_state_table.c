@@ -116,7 +116,7 @@ static void creation_sweeps_dead_entries(void **state)
                                 assert_non_null(
                                     pg_table_lookup(t, key(j), now));
         }
-        /* 1000 live at any time; a pass takes cap / 2 creations */
+        /* 1000 live at any time; a pass takes cap / 8 creations */
         assert_true(most < 4000);
         assert_true(pg_table_bytes(t) <= 8192 * (16 + 8 + 8));
         pg_table_expire(t, 1 << 30, SIZE_MAX);
