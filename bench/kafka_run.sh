@@ -36,6 +36,7 @@ kafka.bootstrap.servers=$bootstrap
 rules=rules/default.yaml
 group.id=bench
 transactional.id=bench-1
+http.listen=127.0.0.1:0
 CONF
 bench_input "$n" "$work/raw.jsonl"
 $py tests/kafka_stream.py close "$work/raw.jsonl" "$work/in.jsonl" >/dev/null

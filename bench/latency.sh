@@ -47,6 +47,7 @@ rules=$work/rules.yaml
 group.id=latency
 transactional.id=latency-1
 clock=wall
+http.listen=127.0.0.1:0
 CONF
 lead=$((secs + 45))
 start_ms=$(( $(date +%s%3N) + lead * 1000 ))

@@ -294,21 +294,27 @@ void pg_engine_emit_alert(pg_engine_t *e, pg_alert_t *a, pg_finding_t f,
                 feed_incidents(e, f, r);
 }
 
-void pg_fmt_amount(char *buf, size_t size, int64_t minor, const char *cur)
+int pg_currency_exponent(const char *cur)
 {
-        /* ISO 4217 minor-unit exponents other than 2, for readable
-         * reasons only: amounts in outputs stay in minor units. */
+        /* ISO 4217 minor-unit exponents other than 2 */
         static const char *const zero[] = {"JPY", "KRW", "VND", "CLP", "ISK",
                                            "XOF", "XAF", "UGX", "PYG", NULL};
         static const char *const three[] = {"BHD", "KWD", "OMR", "JOD",
                                             "TND", "IQD", "LYD", NULL};
-        int exp = 2;
         for (int i = 0; zero[i]; i++)
                 if (!strcmp(cur, zero[i]))
-                        exp = 0;
+                        return 0;
         for (int i = 0; three[i]; i++)
                 if (!strcmp(cur, three[i]))
-                        exp = 3;
+                        return 3;
+        return 2;
+}
+
+void pg_fmt_amount(char *buf, size_t size, int64_t minor, const char *cur)
+{
+        /* for readable reasons only: amounts in outputs stay in minor
+         * units */
+        int exp = pg_currency_exponent(cur);
         int64_t div = exp == 0 ? 1 : exp == 2 ? 100 : 1000;
         const char *sign = minor < 0 ? "-" : "";
         uint64_t m =

@@ -104,6 +104,8 @@ int64_t pg_engine_horizon_ms(const pg_ruleset_t *rules);
 /* Format an amount in minor units for people: "12.34 EUR", "1277 JPY"
  * (ISO 4217 exponents), for reasons and reports. */
 void pg_fmt_amount(char *buf, size_t size, int64_t minor, const char *cur);
+/* Decimal digits of a currency's minor unit (ISO 4217: 2, JPY 0, KWD 3). */
+int pg_currency_exponent(const char *cur);
 void pg_engine_free(pg_engine_t *e);
 
 #endif

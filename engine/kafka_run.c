@@ -78,6 +78,8 @@
 #include "codec_pb.h"
 #include "engine.h"
 #include "kafka_conf.h"
+#include "kafka_obs.h"
+#include "obs_http.h"
 #include "rules.h"
 #include "util_mem.h"
 
@@ -128,6 +130,14 @@ static void logf_(const char *level, const char *fmt, ...)
 
 typedef struct run run_t;
 
+/* Dashboard events (JSON lines) waiting for their transaction's commit. */
+typedef struct evlist {
+        char **ev; /* "type\tjson" */
+        size_t n, cap;
+        uint64_t dropped; /* past EV_MAX: counted, not kept */
+} evlist_t;
+#define EV_MAX 1000 /* per transaction */
+
 typedef struct counters {
         uint64_t consumed, warmup, rejected, alerts, refunds, dead_letters;
         uint64_t commits, aborts, rebuilds;
@@ -161,6 +171,11 @@ typedef struct part {
         size_t held_len, held_cap;
         pg_pb_arena_t arena;
         unsigned char *arena_buf;
+        /* counted since the last batch: metrics and dashboard events, moved
+         * to the run's per-transaction staging after each batch */
+        pg_metrics_t *m;
+        evlist_t ev;
+        pg_engine_stats_t last_st; /* engine counters already counted */
         char obuf[PG_PB_OUT_MAX > PG_JSON_OUT_MAX ? PG_PB_OUT_MAX
                                                   : PG_JSON_OUT_MAX];
 } part_t;
@@ -240,6 +255,12 @@ struct run {
         size_t batch_n;    /* polled, not yet processed */
         size_t held_total; /* bytes all parts hold (between batches) */
         uint64_t batch_id; /* batches run so far */
+        /* observability (kafka_obs.h): the HTTP endpoint, and what the
+         * open, the held and the committing transaction counted */
+        pg_obs_t *obs;
+        pg_metrics_t *m_open, *m_held, *m_commit;
+        evlist_t ev_open, ev_held, ev_commit;
+        int64_t last_refresh;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -256,6 +277,230 @@ static void on_hup(int sig)
 {
         (void)sig;
         reload_requested = 1;
+}
+
+/* ---------------------------------------------------------------------
+ * Observability: metrics and dashboard events, counted per transaction
+ *
+ * Processing threads count into their part (p->m, p->ev); after each batch
+ * the consumer thread moves that into the open transaction's staging, or
+ * the held one's while a commit is in flight (those outputs go into the
+ * next transaction, see "Commits overlap"). When a transaction commits its
+ * staging goes to the exported registry and its events to the dashboard's
+ * stream; when it aborts, its staging is dropped (the records are counted
+ * again when they are processed again). kafka_obs.h names the metrics.
+ * ------------------------------------------------------------------- */
+
+static void ev_add(evlist_t *l, const char *type, const char *json, size_t n)
+{
+        if (l->n >= EV_MAX) {
+                l->dropped++;
+                return;
+        }
+        if (l->n == l->cap) {
+                l->cap = l->cap ? 2 * l->cap : 16;
+                l->ev = pg_xrealloc(l->ev, l->cap * sizeof(*l->ev));
+        }
+        size_t tl = strlen(type);
+        char *e = pg_xmalloc(tl + 1 + n + 1);
+        memcpy(e, type, tl);
+        e[tl] = '\t';
+        memcpy(e + tl + 1, json, n);
+        e[tl + 1 + n] = '\0';
+        l->ev[l->n++] = e;
+}
+
+static void ev_clear(evlist_t *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                free(l->ev[i]);
+        l->n = 0;
+        l->dropped = 0;
+}
+
+static void ev_move(evlist_t *dst, evlist_t *src)
+{
+        for (size_t i = 0; i < src->n; i++) {
+                if (dst->n >= EV_MAX) {
+                        dst->dropped++;
+                        free(src->ev[i]);
+                        continue;
+                }
+                if (dst->n == dst->cap) {
+                        dst->cap = dst->cap ? 2 * dst->cap : 16;
+                        dst->ev =
+                            pg_xrealloc(dst->ev, dst->cap * sizeof(char *));
+                }
+                dst->ev[dst->n++] = src->ev[i];
+        }
+        dst->dropped += src->dropped;
+        src->n = 0;
+        src->dropped = 0;
+}
+
+static void ev_free(evlist_t *l)
+{
+        ev_clear(l);
+        free(l->ev);
+        l->ev = NULL;
+        l->cap = 0;
+}
+
+/* Add to one exported series now (not transaction-bound). */
+static void obs_count(run_t *r, int fam, const char *const *labels, double v)
+{
+        if (!r->obs)
+                return;
+        pg_metrics_add(pg_obs_lock(r->obs), fam, labels, v);
+        pg_obs_unlock(r->obs);
+}
+
+static void obs_observe(run_t *r, int fam, double x)
+{
+        if (!r->obs)
+                return;
+        pg_metrics_observe(pg_obs_lock(r->obs), fam, NULL, x);
+        pg_obs_unlock(r->obs);
+}
+
+static double major_units(int64_t minor, const char *currency)
+{
+        double v = (double)minor;
+        for (int e = pg_currency_exponent(currency); e > 0; e--)
+                v /= 10;
+        return v;
+}
+
+/* An alert p's thread just published (p->obuf is free again). */
+static void obs_alert(part_t *p, const pg_alert_t *a)
+{
+        run_t *r = p->run;
+        if (!r->obs)
+                return;
+        const char *cur = a->currency ? a->currency : "";
+        const char *al[] = {a->rule_id, a->finding, a->severity, a->mode};
+        pg_metrics_add(p->m, M_ALERTS, al, 1);
+        if (a->blocked) {
+                const char *bl[] = {a->rule_id, a->blocked, cur};
+                pg_metrics_add(p->m, M_BLOCKED, bl, 1);
+                pg_metrics_add(p->m, M_BLOCKED_AMOUNT, bl,
+                               major_units(a->amount, cur));
+        }
+        pg_metrics_observe(p->m, M_DETECTION, NULL,
+                           (double)(wall_ms() - a->event_time) / 1000.0);
+        int n = pg_codec_json_alert(p->obuf, sizeof(p->obuf), a);
+        if (n > 1)
+                ev_add(&p->ev, "alert", p->obuf, (size_t)n - 1);
+}
+
+static void obs_refund(part_t *p, const pg_refund_t *f)
+{
+        run_t *r = p->run;
+        if (!r->obs)
+                return;
+        const char *cur = f->currency ? f->currency : "";
+        const char *l[] = {f->rule_id, f->reason, cur};
+        pg_metrics_add(p->m, M_REFUNDS, l, 1);
+        pg_metrics_add(p->m, M_REFUND_AMOUNT, l, major_units(f->amount, cur));
+        int n = pg_codec_json_refund(p->obuf, sizeof(p->obuf), f);
+        if (n > 1)
+                ev_add(&p->ev, "refund", p->obuf, (size_t)n - 1);
+}
+
+/* After a batch (consumer thread): p's counts into the staging of the
+ * transaction its outputs went to. */
+static void obs_fold(run_t *r, part_t *p)
+{
+        if (!r->obs)
+                return;
+        const char *tl[] = {r->in_topics[p->topic]};
+        if (p->c.consumed > p->c.warmup)
+                pg_metrics_add(p->m, M_CONSUMED, tl,
+                               (double)(p->c.consumed - p->c.warmup));
+        if (p->c.warmup)
+                pg_metrics_add(p->m, M_WARMUP, tl, (double)p->c.warmup);
+        /* the engine's own counters, from the end of warm-up on (a
+         * rebuild's warm-up would count them again) */
+        pg_engine_stats_t st;
+        pg_engine_stats(p->eng, &st);
+        if (p->warmed) {
+                const pg_engine_stats_t *o = &p->last_st;
+                static const char *const cancelled[] = {"cancelled"};
+                static const char *const nothing[] = {"refunded_in_full"};
+                if (st.late > o->late)
+                        pg_metrics_add(p->m, M_LATE, NULL,
+                                       (double)(st.late - o->late));
+                if (st.duplicates > o->duplicates)
+                        pg_metrics_add(p->m, M_DUPLICATES, NULL,
+                                       (double)(st.duplicates - o->duplicates));
+                if (st.refunds_cancelled > o->refunds_cancelled)
+                        pg_metrics_add(p->m, M_NOT_REFUNDED, cancelled,
+                                       (double)(st.refunds_cancelled -
+                                                o->refunds_cancelled));
+                if (st.refunds_nothing_left > o->refunds_nothing_left)
+                        pg_metrics_add(p->m, M_NOT_REFUNDED, nothing,
+                                       (double)(st.refunds_nothing_left -
+                                                o->refunds_nothing_left));
+                if (st.state_full > o->state_full)
+                        pg_metrics_add(p->m, M_CAP_HITS, NULL,
+                                       (double)(st.state_full - o->state_full));
+        }
+        p->last_st = st;
+        bool held = atomic_load(&r->committing);
+        pg_metrics_merge(held ? r->m_held : r->m_open, p->m);
+        pg_metrics_clear(p->m);
+        ev_move(held ? &r->ev_held : &r->ev_open, &p->ev);
+}
+
+/* The open transaction starts committing. */
+static void obs_commit_start(run_t *r)
+{
+        if (!r->obs)
+                return;
+        pg_metrics_merge(r->m_commit, r->m_open);
+        pg_metrics_clear(r->m_open);
+        ev_move(&r->ev_commit, &r->ev_open);
+}
+
+/* It committed: its counts are exported, its events go to the dashboard,
+ * and what was held is now in the open transaction. */
+static void obs_committed(run_t *r, int64_t dt_ms)
+{
+        if (!r->obs)
+                return;
+        static const char *const ok[] = {"committed"};
+        pg_metrics_t *m = pg_obs_lock(r->obs);
+        pg_metrics_merge(m, r->m_commit);
+        pg_metrics_add(m, M_TXNS, ok, 1);
+        pg_metrics_observe(m, M_COMMIT, NULL, (double)dt_ms / 1000.0);
+        pg_obs_unlock(r->obs);
+        pg_metrics_clear(r->m_commit);
+        for (size_t i = 0; i < r->ev_commit.n; i++) {
+                char *e = r->ev_commit.ev[i];
+                char *tab = strchr(e, '\t');
+                *tab = '\0';
+                pg_obs_publish(r->obs, e, tab + 1, strlen(tab + 1));
+        }
+        ev_clear(&r->ev_commit);
+        pg_metrics_merge(r->m_open, r->m_held);
+        pg_metrics_clear(r->m_held);
+        ev_move(&r->ev_open, &r->ev_held);
+}
+
+/* It aborted: every count of the open, held and committing transactions
+ * goes (their records are processed again after the rebuild). */
+static void obs_aborted(run_t *r)
+{
+        if (!r->obs)
+                return;
+        static const char *const ab[] = {"aborted"};
+        obs_count(r, M_TXNS, ab, 1);
+        pg_metrics_clear(r->m_open);
+        pg_metrics_clear(r->m_held);
+        pg_metrics_clear(r->m_commit);
+        ev_clear(&r->ev_open);
+        ev_clear(&r->ev_held);
+        ev_clear(&r->ev_commit);
 }
 
 /* ---------------------------------------------------------------------
@@ -481,6 +726,7 @@ static void sink_alert(void *opaque, const pg_alert_t *a)
         publish(p, r->alerts_topic, a->merchant_id, n, hdr, 5, "alert",
                 a->alert_id);
         p->c.alerts++;
+        obs_alert(p, a);
 }
 
 static void sink_refund(void *opaque, const pg_refund_t *f)
@@ -497,6 +743,7 @@ static void sink_refund(void *opaque, const pg_refund_t *f)
         publish(p, r->refunds_topic, f->merchant_id, n, hdr, 3, "refund",
                 f->refund_id);
         p->c.refunds++;
+        obs_refund(p, f);
 }
 
 static void dead_letter(part_t *p, const rd_kafka_message_t *m,
@@ -528,6 +775,10 @@ static void dead_letter(part_t *p, const rd_kafka_message_t *m,
                              os};
         publish(p, r->dlq_topic, NULL, n, hdr, 5, "dead_letter", os);
         p->c.dead_letters++;
+        if (r->obs) {
+                const char *rl[] = {pg_reject_name(code)};
+                pg_metrics_add(p->m, M_REJECTED, rl, 1);
+        }
 }
 
 /* ---------------------------------------------------------------------
@@ -549,6 +800,7 @@ static part_t **slot(run_t *r, const char *topic, int32_t partition)
  * batches). */
 static void fold_counters(run_t *r, part_t *p)
 {
+        obs_fold(r, p);
         uint64_t *to = (uint64_t *)&r->c, *from = (uint64_t *)&p->c;
         for (size_t i = 0; i < sizeof(counters_t) / sizeof(uint64_t); i++)
                 to[i] += from[i];
@@ -565,6 +817,8 @@ static void part_free(part_t **s)
         pg_engine_free(p->eng);
         free(p->arena_buf);
         free(p->held);
+        pg_metrics_free(p->m);
+        ev_free(&p->ev);
         free(p);
         *s = NULL;
 }
@@ -583,6 +837,8 @@ static part_t *part_new(run_t *r, part_t **s, int topic, int32_t id,
         p->max_t = wm;
         p->arena_buf = pg_xmalloc(ARENA_BYTES);
         pg_pb_arena_init(&p->arena, p->arena_buf, ARENA_BYTES);
+        if (r->obs)
+                p->m = pg_metrics_new(pg_run_families, M__COUNT);
         pg_sink_t sink = {sink_alert, sink_refund, p};
         char err[256];
         p->eng = pg_engine_new(r->rules, &r->econf, &sink, err, sizeof(err));
@@ -749,6 +1005,7 @@ static int txn_abort(run_t *r, const char *why)
                 return TXN_FATAL;
         }
         r->c.aborts++;
+        obs_aborted(r);
         r->produce_failed = false;
         r->rebuild = true;
         txn_begin(r);
@@ -857,6 +1114,7 @@ static int commit_done(run_t *r, rd_kafka_topic_partition_list_t *offs,
                 LOG_WARN("event=slow_commit ms=%" PRId64, dt);
         txn_begin(r);
         release_held(r);
+        obs_committed(r, dt);
         return TXN_OK;
 }
 
@@ -916,6 +1174,7 @@ static int txn_commit_mode(run_t *r, bool wait)
         rd_kafka_consumer_group_metadata_t *g =
             rd_kafka_consumer_group_metadata(r->consumer);
         r->dirty = false; /* what comes from now on is the next one's */
+        obs_commit_start(r);
         if (!wait && r->cm_started) {
                 r->cm_offs = offs;
                 r->cm_group = g;
@@ -953,6 +1212,7 @@ static void rebuild_all(run_t *r)
                 return;
         }
         r->c.rebuilds++;
+        obs_count(r, M_REBUILDS, NULL, 1);
         if (a->cnt == 0) { /* nothing assigned (e.g. all lost) */
                 rd_kafka_topic_partition_list_destroy(a);
                 return;
@@ -1043,6 +1303,8 @@ static void maybe_reload(run_t *r)
         pg_ruleset_t *nrs = pg_rules_load_file(r->rules_path, err, sizeof(err));
         if (!nrs) {
                 r->c.reloads_failed++;
+                static const char *const failed[] = {"failed"};
+                obs_count(r, M_RELOADS, failed, 1);
                 for (char *p = err; *p; p++) /* one log line */
                         if (*p == '\n' || *p == '"')
                                 *p = *p == '\n' ? ';' : '\'';
@@ -1079,6 +1341,8 @@ static void maybe_reload(run_t *r)
         rules_event(r, "rules_reloaded", nrs, old, NULL);
         pg_rules_free(old);
         r->c.reloads++;
+        static const char *const ok[] = {"ok"};
+        obs_count(r, M_RELOADS, ok, 1);
 }
 
 /* ---------------------------------------------------------------------
@@ -1357,6 +1621,7 @@ static const char *const known_keys[] = {"rules",
                                          "rules.watch.ms",
                                          "output.events",
                                          "workers",
+                                         "http.listen",
                                          NULL};
 
 static void run_usage(FILE *f)
@@ -1388,6 +1653,11 @@ static void run_usage(FILE *f)
               "  workers             processing threads, the consumer's "
               "included\n"
               "                      (0: one per core) [0]\n"
+              "  http.listen         HOST:PORT of /metrics, /healthz, "
+              "/readyz and the\n"
+              "                      live dashboard (port 0: any free one; "
+              "empty: none)\n"
+              "                      [127.0.0.1:9464]\n"
               "  kafka.*             any librdkafka setting, for both "
               "clients\n"
               "  kafka.consumer.*, kafka.producer.*  for one client only\n"
@@ -1477,6 +1747,23 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
         }
         r->econf.max_state_bytes = (size_t)mb << 20;
         r->econf.event_clock = clock == 1;
+
+        /* the HTTP endpoint, up before the clients so that /healthz and
+         * /readyz answer (not ready) while the group is joined */
+        const char *listen = pg_kconf_get(c, "http.listen", "127.0.0.1:9464");
+        if (listen[0]) {
+                r->obs = pg_obs_new(pg_run_families, M__COUNT);
+                if (pg_obs_listen(r->obs, listen, err, errsz))
+                        return -1;
+                r->m_open = pg_metrics_new(pg_run_families, M__COUNT);
+                r->m_held = pg_metrics_new(pg_run_families, M__COUNT);
+                r->m_commit = pg_metrics_new(pg_run_families, M__COUNT);
+                pg_metrics_set(pg_obs_lock(r->obs), M_START, NULL,
+                               (double)wall_ms() / 1000.0);
+                pg_obs_unlock(r->obs);
+                LOG_INFO("event=http_listening url=%s metrics=%smetrics",
+                         pg_obs_url(r->obs), pg_obs_url(r->obs));
+        }
 
         char host[64] = "local";
         gethostname(host, sizeof(host) - 1);
@@ -1655,8 +1942,77 @@ static bool caught_up(run_t *r)
         return n > 0 && n == want;
 }
 
+/* Once a second (consumer thread, between batches): the gauges, the
+ * heartbeat with readiness, and the dashboard's stats event. */
+static void obs_refresh(run_t *r, bool force)
+{
+        if (!r->obs || (!force && r->now - r->last_refresh < 1000))
+                return;
+        r->last_refresh = r->now;
+        int assigned = 0, warming = 0;
+        pg_metrics_t *m = pg_obs_lock(r->obs);
+        pg_metrics_reset_family(m, M_LAG);
+        pg_metrics_reset_family(m, M_STATE_ENTRIES);
+        pg_metrics_reset_family(m, M_STATE_BYTES);
+        pg_metrics_reset_family(m, M_RULES_INFO);
+        for (int i = 0; i < MAX_SLOTS; i++) {
+                part_t *p = r->parts[i];
+                if (!p)
+                        continue;
+                assigned++;
+                warming += !p->warmed;
+                const char *topic = r->in_topics[p->topic];
+                int64_t lo, hi;
+                if (rd_kafka_get_watermark_offsets(r->consumer, topic, p->id,
+                                                   &lo, &hi) == 0 &&
+                    hi >= 0) {
+                        int64_t at = p->next >= 0 ? p->next : p->resume;
+                        char ps[16];
+                        snprintf(ps, sizeof(ps), "%" PRId32, p->id);
+                        const char *ll[] = {topic, ps};
+                        pg_metrics_set(m, M_LAG, ll,
+                                       (double)(hi > at ? hi - at : 0));
+                }
+                pg_state_part_t sp[64];
+                size_t n = pg_engine_state_parts(p->eng, sp, 64);
+                for (size_t k = 0; k < n && k < 64; k++) {
+                        const char *sl[] = {sp[k].table, sp[k].rule};
+                        pg_metrics_add(m, M_STATE_ENTRIES, sl,
+                                       (double)sp[k].entries);
+                        pg_metrics_add(m, M_STATE_BYTES, sl,
+                                       (double)sp[k].bytes);
+                }
+        }
+        bool ready = assigned > 0 && warming == 0 && !r->rebuild && !r->fatal;
+        char why[96];
+        if (r->fatal)
+                snprintf(why, sizeof(why), "stopping after a fatal error");
+        else if (r->rebuild)
+                snprintf(why, sizeof(why), "rebuilding state");
+        else if (!assigned)
+                snprintf(why, sizeof(why), "no partition assigned");
+        else
+                snprintf(why, sizeof(why), "%d of %d partitions warming up",
+                         warming, assigned);
+        pg_metrics_set(m, M_ASSIGNED, NULL, assigned);
+        pg_metrics_set(m, M_WARMING, NULL, warming);
+        pg_metrics_set(m, M_READY, NULL, ready);
+        pg_metrics_set(m, M_HELD, NULL, (double)r->held_total);
+        pg_metrics_set(m, M_STATE_CAP, NULL, (double)r->econf.max_state_bytes);
+        const char *rl[] = {r->rules->version, r->rules->hash};
+        pg_metrics_set(m, M_RULES_INFO, rl, 1);
+        static char stats[16384];
+        size_t n = pg_run_stats_json(stats, sizeof(stats), m, r->rules,
+                                     wall_ms(), ready, ready ? "" : why);
+        pg_obs_unlock(r->obs);
+        pg_obs_heartbeat(r->obs, ready, why);
+        pg_obs_publish(r->obs, "stats", stats, n);
+}
+
 static void teardown(run_t *r)
 {
+        pg_obs_free(r->obs); /* the server first: it reads what goes below */
+        r->obs = NULL;
         if (r->pool.n)
                 pool_stop(r);
         if (r->cm_started) {
@@ -1689,6 +2045,12 @@ static void teardown(run_t *r)
         pg_rules_free(r->rules);
         pg_kconf_free(&r->conf);
         free(r->in_topic_list);
+        pg_metrics_free(r->m_open);
+        pg_metrics_free(r->m_held);
+        pg_metrics_free(r->m_commit);
+        ev_free(&r->ev_open);
+        ev_free(&r->ev_held);
+        ev_free(&r->ev_commit);
 }
 
 static long peak_rss_kb(void)
@@ -1825,6 +2187,8 @@ int pg_cmd_run(int argc, char **argv)
                         run_pending(r);
                         int64_t t_done = mono_ms();
                         r->c.process_ms += (uint64_t)(t_done - r->now);
+                        obs_observe(r, M_BATCH,
+                                    (double)(t_done - r->now) / 1000.0);
                         r->now = t_done;
                 }
                 if (r->produce_failed)
@@ -1845,6 +2209,7 @@ int pg_cmd_run(int argc, char **argv)
                 }
                 if (!r->fatal)
                         maybe_reload(r);
+                obs_refresh(r, false);
                 if (r->until_idle_ms > 0 && caught_up(r)) {
                         LOG_INFO("event=caught_up idle_ms=%" PRId64,
                                  r->until_idle_ms);
@@ -1854,6 +2219,8 @@ int pg_cmd_run(int argc, char **argv)
         int status = 0;
         if (r->fatal) {
                 status = 2;
+                if (r->obs)
+                        pg_obs_failed(r->obs, "fatal error (see the log)");
         } else {
                 /* SIGTERM / SIGINT: drain what was processed, commit, leave
                  * the group cleanly. */

@@ -34,6 +34,9 @@ typedef struct pg_alert {
                               * the last one of this key (0: none) */
         int64_t event_time;  /* ms, of the offending record */
         int64_t detected_at; /* ms, wall clock or event clock */
+        const char *blocked; /* refund_blocked: why, as a code (kill_switch,
+                              * merchant_cap, global_cap, state_unavailable);
+                              * NULL otherwise */
 } pg_alert_t;
 
 typedef struct pg_refund {

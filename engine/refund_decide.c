@@ -96,7 +96,7 @@ void pg_refund_enqueue(pg_engine_t *e, const pg_record_t *rec,
 /* Raise a refund_blocked alert instead of the refund (nothing is lost: the
  * risk team sees the amount and why). */
 static void block(pg_engine_t *e, const pg_pending_t *p, const pg_claim_t *c,
-                  int64_t amount, const char *why)
+                  int64_t amount, const char *code, const char *why)
 {
         const pg_rule_t *r = &e->rs->rules[c->rule];
         pg_alert_t a;
@@ -112,6 +112,7 @@ static void block(pg_engine_t *e, const pg_pending_t *p, const pg_claim_t *c,
         pg_engine_alert_init(e, &a, r, PG_FIND_REFUND_BLOCKED, NULL, &fake);
         a.severity = "critical";
         a.mode = "enforce";
+        a.blocked = code;
         for (int i = 0; i < c->nq; i++)
                 if (!pg_engine_cancelled(e, c->q[i], p->due))
                         a.txn_ids[a.n_txn_ids++] = c->q_txn[i].s;
@@ -162,7 +163,7 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
                  * refund what could not be checked. */
                 block(e, p, win ? win : &p->claims.c[0],
                       win && !win->full ? win->amount : p->amount,
-                      "state unavailable (memory cap)");
+                      "state_unavailable", "state unavailable (memory cap)");
                 return;
         }
         if (f->has_cancel && f->cancel_at <= due) {
@@ -184,7 +185,7 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
                 return;
         }
         if (e->conf.kill_switch) {
-                block(e, p, win, amount, "kill switch is on");
+                block(e, p, win, amount, "kill_switch", "kill switch is on");
                 return;
         }
         int64_t hour = due / 3600000LL;
@@ -203,14 +204,16 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
         int okg =
             cap_take(e, kg, hour, amount, e->conf.refund_cap_global, false);
         if (okm < 0 || okg < 0) {
-                block(e, p, win, amount, "state unavailable (memory cap)");
+                block(e, p, win, amount, "state_unavailable",
+                      "state unavailable (memory cap)");
                 return;
         }
         if (!okm || !okg) {
                 char why[128];
                 snprintf(why, sizeof(why), "%s hourly refund cap reached",
                          !okm ? "merchant" : "global");
-                block(e, p, win, amount, why);
+                block(e, p, win, amount, !okm ? "merchant_cap" : "global_cap",
+                      why);
                 return;
         }
         cap_take(e, km, hour, amount, e->conf.refund_cap_merchant, true);

@@ -12,6 +12,7 @@ PKGS=(
   librdkafka-dev protobuf-c-compiler libprotobuf-c-dev kcat
   maven openjdk-17-jre-headless
   g++ libbenchmark-dev libck-dev liburcu-dev
+  libmicrohttpd-dev prometheus
 )
 
 missing=()

@@ -123,7 +123,7 @@ for t in pos.alerts pos.refunds pos.dlq; do
   scripts/kafka.sh create-topic "$work/broker" $t 1 >/dev/null 2>&1
 done
 cp rules/default.yaml "$work/live.yaml"
-printf 'kafka.bootstrap.servers=%s\nrules=%s\noutput.format=json\nclock=event\n' \
+printf 'kafka.bootstrap.servers=%s\nrules=%s\noutput.format=json\nclock=event\nhttp.listen=127.0.0.1:0\n' \
     "$bootstrap" "$work/live.yaml" >"$work/pg.conf"
 "$pg" run --config "$work/pg.conf" -X transactional.id=walkthrough >"$work/run.log" 2>&1 &
 pids+=($!)

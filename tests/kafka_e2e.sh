@@ -96,6 +96,8 @@ output.format=$fmt
 clock=event
 commit.interval.ms=200
 group.id=pg-e2e
+# the HTTP endpoint on any free port (instances run side by side)
+http.listen=127.0.0.1:0
 # a killed member's partitions move after the session timeout: keep it short
 kafka.consumer.session.timeout.ms=6000
 kafka.consumer.heartbeat.interval.ms=500

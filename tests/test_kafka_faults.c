@@ -211,6 +211,8 @@ static int run_posguard(const cluster_t *c, const char *txid)
                         "-X",
                         "clock=event",
                         "-X",
+                        "http.listen=127.0.0.1:0",
+                        "-X",
                         "commit.interval.ms=50",
                         "-X",
                         "kafka.log_level=0",

@@ -1,0 +1,274 @@
+/*
+ * kafka_obs.c - the metric families of `posguard run` (see kafka_obs.h).
+ *
+ * Conventions (prometheus.io/docs/practices/naming): the posguard_ prefix,
+ * base units (seconds, bytes; money in the currency's major unit, with the
+ * currency as a label), counters end in _total. No label ever carries a
+ * card, terminal or transaction id: the labels are rule ids, findings,
+ * severities, modes, reasons, currencies, topics, partitions and table
+ * names, all of bounded number.
+ */
+#include "kafka_obs.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+/* seconds: 1 ms to 1 min */
+static const double latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
+                                         0.05,  0.1,    0.25,  0.5,  1,
+                                         2.5,   5,      10,    30,   60};
+#define NB (int)(sizeof(latency_buckets) / sizeof(latency_buckets[0]))
+
+const pg_mfamily_t pg_run_families[M__COUNT] = {
+    [M_CONSUMED] = {"posguard_records_consumed_total",
+                    "Input messages processed live (after warm-up), by topic.",
+                    PG_M_COUNTER,
+                    {"topic"}},
+    [M_WARMUP] = {"posguard_records_warmup_total",
+                  "Input messages re-read to rebuild state (outputs muted).",
+                  PG_M_COUNTER,
+                  {"topic"}},
+    [M_REJECTED] = {"posguard_records_rejected_total",
+                    "Input messages rejected to the dead-letter topic, by "
+                    "reason.",
+                    PG_M_COUNTER,
+                    {"reason"}},
+    [M_LATE] = {"posguard_records_late_total",
+                "Records later than allowed_lateness (processed, counted).",
+                PG_M_COUNTER},
+    [M_DUPLICATES] = {"posguard_records_duplicate_total",
+                      "Transport duplicates dropped (same txn_id within the "
+                      "dedupe horizon).",
+                      PG_M_COUNTER},
+    [M_ALERTS] = {"posguard_alerts_total",
+                  "Alerts published, by rule, finding, severity and mode "
+                  "(shadow or enforce).",
+                  PG_M_COUNTER,
+                  {"rule", "finding", "severity", "mode"}},
+    [M_REFUNDS] = {"posguard_refunds_total",
+                   "Refund commands published, by rule, reason (duplicate or "
+                   "overcharge) and currency.",
+                   PG_M_COUNTER,
+                   {"rule", "reason", "currency"}},
+    [M_REFUND_AMOUNT] = {"posguard_refund_amount_total",
+                         "Amount refunded by refund commands, in the "
+                         "currency's major unit.",
+                         PG_M_COUNTER,
+                         {"rule", "reason", "currency"}},
+    [M_BLOCKED] = {"posguard_refunds_blocked_total",
+                   "Refunds owed but blocked by a guard rail (refund_blocked "
+                   "alerts), by reason.",
+                   PG_M_COUNTER,
+                   {"rule", "reason", "currency"}},
+    [M_BLOCKED_AMOUNT] = {"posguard_refund_blocked_amount_total",
+                          "Amount of the blocked refunds, in the currency's "
+                          "major unit.",
+                          PG_M_COUNTER,
+                          {"rule", "reason", "currency"}},
+    [M_NOT_REFUNDED] = {"posguard_refund_decisions_not_owed_total",
+                        "Refund decisions that found nothing owed: the "
+                        "charge was cancelled, or already refunded in full.",
+                        PG_M_COUNTER,
+                        {"reason"}},
+    [M_CAP_HITS] = {"posguard_state_cap_hits_total",
+                    "New state refused by the memory cap (max.state.mb).",
+                    PG_M_COUNTER},
+    [M_DETECTION] = {"posguard_detection_latency_seconds",
+                     "From the offending record's event time to its alert "
+                     "(wall clock at detection).",
+                     PG_M_HISTOGRAM,
+                     {NULL},
+                     latency_buckets,
+                     NB},
+    [M_BATCH] = {"posguard_batch_duration_seconds",
+                 "Processing time of one polled batch of input messages.",
+                 PG_M_HISTOGRAM,
+                 {NULL},
+                 latency_buckets,
+                 NB},
+    [M_COMMIT] = {"posguard_transaction_commit_duration_seconds",
+                  "Duration of a Kafka transaction commit (offsets and "
+                  "outputs).",
+                  PG_M_HISTOGRAM,
+                  {NULL},
+                  latency_buckets,
+                  NB},
+    [M_TXNS] = {"posguard_transactions_total",
+                "Kafka transactions ended, by outcome (committed or aborted).",
+                PG_M_COUNTER,
+                {"outcome"}},
+    [M_REBUILDS] = {"posguard_state_rebuilds_total",
+                    "Rebuilds of every partition's state from its committed "
+                    "offset (after an abort or a rule reload).",
+                    PG_M_COUNTER},
+    [M_LAG] = {"posguard_consumer_lag_records",
+               "Messages in the partition after the last one processed.",
+               PG_M_GAUGE,
+               {"topic", "partition"}},
+    [M_ASSIGNED] = {"posguard_partitions_assigned",
+                    "Input partitions assigned to this instance.", PG_M_GAUGE},
+    [M_WARMING] = {"posguard_partitions_warming",
+                   "Assigned partitions still rebuilding their state.",
+                   PG_M_GAUGE},
+    [M_READY] = {"posguard_ready",
+                 "1 once assigned and every partition is warmed up (as "
+                 "/readyz).",
+                 PG_M_GAUGE},
+    [M_STATE_ENTRIES] = {"posguard_state_entries",
+                         "Entries in the engines' state, by table and rule, "
+                         "all partitions.",
+                         PG_M_GAUGE,
+                         {"table", "rule"}},
+    [M_STATE_BYTES] = {"posguard_state_bytes",
+                       "Memory held by the engines' state, by table and "
+                       "rule, all partitions.",
+                       PG_M_GAUGE,
+                       {"table", "rule"}},
+    [M_STATE_CAP] = {"posguard_state_cap_bytes",
+                     "The state memory cap of one partition's engine.",
+                     PG_M_GAUGE},
+    [M_HELD] = {"posguard_held_output_bytes",
+                "Outputs held while a commit is in flight.", PG_M_GAUGE},
+    [M_RULES_INFO] = {"posguard_rules_info",
+                      "The rule set in force (value 1).",
+                      PG_M_GAUGE,
+                      {"version", "hash"}},
+    [M_RELOADS] = {"posguard_rules_reloads_total",
+                   "Rule reloads, by outcome (ok or failed).",
+                   PG_M_COUNTER,
+                   {"outcome"}},
+    [M_START] = {"posguard_start_time_seconds",
+                 "When this process started (Unix time).", PG_M_GAUGE},
+};
+
+/* ---- the dashboard's stats event ---- */
+
+typedef struct jbuf {
+        char *p;
+        size_t n, size;
+} jbuf_t;
+
+static void jput(jbuf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void jput(jbuf_t *b, const char *fmt, ...)
+{
+        if (b->n >= b->size)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p + b->n, b->size - b->n, fmt, ap);
+        va_end(ap);
+        b->n = k < 0 ? b->size : b->n + (size_t)k;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void jstr(jbuf_t *b, const char *s)
+{
+        jput(b, "\"");
+        for (; s && *s; s++) {
+                unsigned char c = (unsigned char)*s;
+                if (c == '"' || c == '\\')
+                        jput(b, "\\%c", c);
+                else if (c < 0x20)
+                        jput(b, "\\u%04x", c);
+                else
+                        jput(b, "%c", c);
+        }
+        jput(b, "\"");
+}
+
+typedef struct sums {
+        jbuf_t *b;
+        int label; /* which label keys the object */
+        int n;
+        /* merge equal keys: small tables, kept in order of first sight */
+        char keys[64][64];
+        double v[64];
+} sums_t;
+
+static void sum_by(const char *const *labels, double v, void *arg)
+{
+        sums_t *s = arg;
+        const char *k = labels[s->label] ? labels[s->label] : "";
+        for (int i = 0; i < s->n; i++)
+                if (!strcmp(s->keys[i], k)) {
+                        s->v[i] += v;
+                        return;
+                }
+        if (s->n == 64)
+                return;
+        snprintf(s->keys[s->n], sizeof(s->keys[0]), "%s", k);
+        s->v[s->n++] = v;
+}
+
+/* "name":{key:value,...} of a family summed by one label. */
+static void jsums(jbuf_t *b, const char *name, const pg_metrics_t *m, int fam,
+                  int label)
+{
+        sums_t s = {.b = b, .label = label};
+        pg_metrics_each(m, fam, sum_by, &s);
+        jput(b, ",\"%s\":{", name);
+        for (int i = 0; i < s.n; i++) {
+                jput(b, "%s", i ? "," : "");
+                jstr(b, s.keys[i]);
+                jput(b, ":%.15g", s.v[i]);
+        }
+        jput(b, "}");
+}
+
+static void add_total(const char *const *labels, double v, void *arg)
+{
+        (void)labels;
+        *(double *)arg += v;
+}
+
+static double total(const pg_metrics_t *m, int fam)
+{
+        double t = 0;
+        pg_metrics_each(m, fam, add_total, &t);
+        return t;
+}
+
+size_t pg_run_stats_json(char *buf, size_t size, const pg_metrics_t *m,
+                         const pg_ruleset_t *rs, int64_t at_ms, bool ready,
+                         const char *why)
+{
+        jbuf_t b = {buf, 0, size};
+        jput(&b, "{\"at\":%" PRId64 ",\"ready\":%s,\"why\":", at_ms,
+             ready ? "true" : "false");
+        jstr(&b, why);
+        jput(&b, ",\"consumed\":%.0f,\"rejected\":%.0f,\"lag\":%.0f",
+             total(m, M_CONSUMED), total(m, M_REJECTED), total(m, M_LAG));
+        jsums(&b, "alerts_by_finding", m, M_ALERTS, 1);
+        jsums(&b, "alerts_by_mode", m, M_ALERTS, 3);
+        jsums(&b, "refunds_by_reason", m, M_REFUNDS, 1);
+        jsums(&b, "refunded_by_currency", m, M_REFUND_AMOUNT, 2);
+        jsums(&b, "blocked_by_reason", m, M_BLOCKED, 1);
+        jput(&b, ",\"rules\":{\"version\":");
+        jstr(&b, rs->version);
+        jput(&b, ",\"hash\":");
+        jstr(&b, rs->hash);
+        jput(&b, ",\"list\":[");
+        for (int i = 0; i < rs->n_rules; i++) {
+                const pg_rule_t *r = &rs->rules[i];
+                jput(&b, "%s{\"id\":", i ? "," : "");
+                jstr(&b, r->id);
+                jput(&b, ",\"detector\":");
+                jstr(&b, pg_detector_name(r->detector));
+                jput(&b, ",\"mode\":");
+                jstr(&b, pg_mode_name(r->mode));
+                jput(&b, ",\"severity\":");
+                jstr(&b, r->severity);
+                jput(&b, "}");
+        }
+        jput(&b, "]}}");
+        if (b.n >= size) /* cut: say so rather than send broken JSON */
+                return (size_t)snprintf(buf, size,
+                                        "{\"at\":%" PRId64
+                                        ",\"error\":\"stats too large\"}",
+                                        at_ms);
+        return b.n;
+}
