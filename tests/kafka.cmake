@@ -8,7 +8,7 @@ set_tests_properties(kafka_smoke PROPERTIES LABELS "kafka" TIMEOUT 300)
 
 # posguard run end to end against the real broker, outputs checked against
 # the oracle partition by partition; one test per fault (tests/kafka_e2e.sh).
-foreach(mode plain json kill9 broker rebalance fenced reload)
+foreach(mode plain json kill9 broker rebalance fenced reload prometheus)
   add_test(NAME kafka_e2e_${mode}
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/kafka_e2e.sh
                    $<TARGET_FILE:posguard> ${CMAKE_SOURCE_DIR}/rules/default.yaml

@@ -22,6 +22,8 @@
 #       fenced     a second instance starts with the SAME transactional.id:
 #                  the first is fenced and must exit with status 2 without
 #                  committing anything more
+#       prometheus a real Prometheus server scrapes the run; PromQL answers
+#                  must equal the committed outputs and the run's counts
 #       json       two input topics, pos.txn (protobuf, left empty) and
 #                  pos.txn.json (JSON records, input.format.pos.txn.json),
 #                  and JSON outputs (output.format = json)
@@ -248,6 +250,33 @@ reload)
   [ "$e_ok" -eq "$n_ok" ] && [ "$e_bad" -eq "$n_bad" ] || fail "events differ from the log"
   run_to_end a pg-a
   ;;
+prometheus)
+  # a real Prometheus server scrapes the run every second; once the run has
+  # processed everything, PromQL answers are checked against what the run
+  # committed (below, after the outputs are read back)
+  command -v prometheus >/dev/null || fail "no prometheus binary (Debian: prometheus)"
+  produce 0 || fail "produce"
+  run_bg a pg-a; a=$last_pid
+  wait_log "$work/run-a.log" event=http_listening 1
+  pg_url=$(grep -o 'event=http_listening url=[^ ]*' "$work/run-a.log" | head -1 | sed 's/.*url=//')
+  target=${pg_url#http://}; target=${target%/}
+  pport=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat >"$work/prometheus.yml" <<YML
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: posguard
+    static_configs:
+      - targets: ['$target']
+YML
+  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
+      --web.listen-address="127.0.0.1:$pport" >"$work/prometheus.log" 2>&1 &
+  pids+=($!)
+  $py "$here/prom_check.py" wait "http://127.0.0.1:$pport/" "$pg_url" "$work/prom.json" \
+      || { tail -5 "$work/prometheus.log" >&2; fail "prometheus never saw the run settle"; }
+  kill -TERM "$a"; wait "$a" || fail "run a: SIGTERM exit $?"
+  ;;
 *) fail "unknown mode $mode" ;;
 esac
 
@@ -291,6 +320,11 @@ print(f"backtest --topic: {a} alerts, {f} refunds; committed by run:",
       out.count("alert"), "alerts,", out.count("refund"), "refunds")
 sys.exit(0 if (a, f) == (out.count("alert"), out.count("refund")) else 1)
 PY
+fi
+if [ "$mode" = prometheus ]; then
+  echo "PromQL answers against the committed outputs and the run's summary:"
+  $py "$here/prom_check.py" compare "$work/prom.json" "$work/actual.jsonl" \
+      "$work/run-a.log" "$work/input.jsonl" || fail "Prometheus disagrees with the run"
 fi
 # The verdict in numbers, by output id (alert_id / refund_id).
 $py - "$work/expected.jsonl" "$work/actual.jsonl" "$mode" "$dlq" <<'PY' || fail "lost or duplicated outputs"
