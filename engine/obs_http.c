@@ -362,7 +362,7 @@ int pg_obs_listen(pg_obs_t *o, const char *hostport, char *err, size_t errsz)
         o->d = MHD_start_daemon(
             MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                 MHD_USE_ERROR_LOG,
-            0, NULL, NULL, handle, o, MHD_OPTION_SOCK_ADDR,
+            (uint16_t)port, NULL, NULL, handle, o, MHD_OPTION_SOCK_ADDR,
             (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
             (unsigned)PG_OBS_MAX_CONN, MHD_OPTION_CONNECTION_TIMEOUT,
             (unsigned)120, MHD_OPTION_END);
