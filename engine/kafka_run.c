@@ -2006,7 +2006,7 @@ static void obs_refresh(run_t *r, bool force)
                                      wall_ms(), ready, ready ? "" : why);
         pg_obs_unlock(r->obs);
         pg_obs_heartbeat(r->obs, ready, why);
-        pg_obs_publish(r->obs, "stats", stats, n);
+        pg_obs_stats(r->obs, stats, n);
 }
 
 static void teardown(run_t *r)

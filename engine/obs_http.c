@@ -44,6 +44,9 @@ struct pg_obs {
         /* events */
         event_t ev[PG_OBS_EVENTS];
         uint64_t seq; /* of the last event published */
+        char *stats;  /* the latest stats event's data */
+        size_t stats_len;
+        uint64_t stats_gen; /* bumped by each */
         bool stopping;
 };
 
@@ -80,6 +83,7 @@ void pg_obs_free(pg_obs_t *o)
                 MHD_stop_daemon(o->d);
         for (int i = 0; i < PG_OBS_EVENTS; i++)
                 free(o->ev[i].data);
+        free(o->stats);
         pg_metrics_free(o->reg);
         pthread_cond_destroy(&o->cv);
         pthread_mutex_destroy(&o->mu);
@@ -131,6 +135,20 @@ void pg_obs_publish(pg_obs_t *o, const char *type, const char *data, size_t len)
         snprintf(e->type, sizeof(e->type), "%s", type);
         e->data = copy;
         e->len = len;
+        pthread_cond_broadcast(&o->cv);
+        pthread_mutex_unlock(&o->mu);
+}
+
+void pg_obs_stats(pg_obs_t *o, const char *data, size_t len)
+{
+        char *copy = pg_xmalloc(len + 1);
+        memcpy(copy, data, len);
+        copy[len] = '\0';
+        pthread_mutex_lock(&o->mu);
+        free(o->stats);
+        o->stats = copy;
+        o->stats_len = len;
+        o->stats_gen++;
         pthread_cond_broadcast(&o->cv);
         pthread_mutex_unlock(&o->mu);
 }
@@ -192,6 +210,7 @@ static enum MHD_Result health(pg_obs_t *o, struct MHD_Connection *c,
 typedef struct stream {
         pg_obs_t *o;
         uint64_t next; /* seq of the next event to send */
+        uint64_t stats_gen; /* of the stats event sent last */
         char *out;     /* formatted, not yet sent */
         size_t len, off, cap;
 } stream_t;
@@ -215,12 +234,22 @@ static void stream_fill(stream_t *s)
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += 15;
-        while (!o->stopping && o->seq < s->next)
+        while (!o->stopping && o->seq < s->next &&
+               o->stats_gen == s->stats_gen)
                 if (pthread_cond_timedwait(&o->cv, &o->mu, &until))
                         break;
         if (o->stopping)
                 return;
+        if (o->stats_gen != s->stats_gen && o->stats) {
+                s->stats_gen = o->stats_gen;
+                static const char h[] = "event: stats\ndata: ";
+                stream_put(s, h, sizeof(h) - 1);
+                stream_put(s, o->stats, o->stats_len);
+                stream_put(s, "\n\n", 2);
+        }
         if (o->seq < s->next) {
+                if (s->len)
+                        return; /* the stats event */
                 static const char keep[] = ": keep-alive\n\n";
                 stream_put(s, keep, sizeof(keep) - 1);
                 return;

@@ -55,5 +55,9 @@ void pg_obs_failed(pg_obs_t *o, const char *why);
  * most PG_OBS_EVENT_MAX bytes) to every stream. The caller holds no lock. */
 void pg_obs_publish(pg_obs_t *o, const char *type, const char *data,
                     size_t len);
+/* The latest "stats" event: not queued with the others (a page wants the
+ * newest only, and a stream of them would push the alerts out of the
+ * ring), sent to a stream when it connects and whenever it changes. */
+void pg_obs_stats(pg_obs_t *o, const char *data, size_t len);
 
 #endif

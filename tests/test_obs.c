@@ -183,7 +183,10 @@ static void http_endpoints(void **state)
         assert_non_null(strstr(buf, "text/plain; version=0.0.4"));
         assert_non_null(strstr(buf, "t_things_total{kind=\"a\",mode=\"shadow\"} 4\n"));
 
-        /* events published before a page connects are replayed to it */
+        /* events published before a page connects are replayed to it,
+         * and the latest stats (only) comes first */
+        pg_obs_stats(o, "{\"s\":1}", 7);
+        pg_obs_stats(o, "{\"s\":2}", 7);
         pg_obs_publish(o, "alert", "{\"n\":1}", 7);
         pg_obs_publish(o, "refund", "{\"n\":2}", 7);
         assert_int_equal(http_get(port, "/events", buf, sizeof(buf),
@@ -192,6 +195,8 @@ static void http_endpoints(void **state)
         assert_non_null(strstr(buf, "text/event-stream"));
         assert_non_null(strstr(buf, "event: alert\nid: 1\ndata: {\"n\":1}\n\n"));
         assert_non_null(strstr(buf, "event: refund\nid: 2\ndata: {\"n\":2}"));
+        assert_non_null(strstr(buf, "event: stats\ndata: {\"s\":2}\n\n"));
+        assert_null(strstr(buf, "{\"s\":1}"));
 
         assert_int_equal(http_get(port, "/", buf, sizeof(buf), NULL), 200);
         assert_non_null(strstr(buf, "text/html"));
