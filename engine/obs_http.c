@@ -209,9 +209,9 @@ static enum MHD_Result health(pg_obs_t *o, struct MHD_Connection *c,
 
 typedef struct stream {
         pg_obs_t *o;
-        uint64_t next; /* seq of the next event to send */
+        uint64_t next;      /* seq of the next event to send */
         uint64_t stats_gen; /* of the stats event sent last */
-        char *out;     /* formatted, not yet sent */
+        char *out;          /* formatted, not yet sent */
         size_t len, off, cap;
 } stream_t;
 
@@ -234,8 +234,7 @@ static void stream_fill(stream_t *s)
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += 15;
-        while (!o->stopping && o->seq < s->next &&
-               o->stats_gen == s->stats_gen)
+        while (!o->stopping && o->seq < s->next && o->stats_gen == s->stats_gen)
                 if (pthread_cond_timedwait(&o->cv, &o->mu, &until))
                         break;
         if (o->stopping)

@@ -12,7 +12,7 @@ PKGS=(
   librdkafka-dev protobuf-c-compiler libprotobuf-c-dev kcat
   maven openjdk-17-jre-headless
   g++ libbenchmark-dev libck-dev liburcu-dev
-  libmicrohttpd-dev prometheus
+  libmicrohttpd-dev prometheus chromium chromium-driver python3-selenium
 )
 
 missing=()

@@ -8,13 +8,14 @@ set_tests_properties(kafka_smoke PROPERTIES LABELS "kafka" TIMEOUT 300)
 
 # posguard run end to end against the real broker, outputs checked against
 # the oracle partition by partition; one test per fault (tests/kafka_e2e.sh).
-foreach(mode plain json kill9 broker rebalance fenced reload prometheus)
+foreach(mode plain json kill9 broker rebalance fenced reload prometheus dashboard)
   add_test(NAME kafka_e2e_${mode}
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/kafka_e2e.sh
                    $<TARGET_FILE:posguard> ${CMAKE_SOURCE_DIR}/rules/default.yaml
                    ${mode})
   set_tests_properties(kafka_e2e_${mode} PROPERTIES LABELS "kafka;e2e"
-                       TIMEOUT 600)
+                       TIMEOUT 600
+                       ENVIRONMENT "PG_TEST_ARTIFACTS=${CMAKE_BINARY_DIR}/artifacts")
 endforeach()
 
 # Error handling under injected request errors and a broker outage, with

@@ -24,6 +24,9 @@
 #                  committing anything more
 #       prometheus a real Prometheus server scrapes the run; PromQL answers
 #                  must equal the committed outputs and the run's counts
+#       dashboard  the built-in dashboard open in headless Chromium while
+#                  records stream in: it must show every committed output
+#                  as it commits; a screenshot is saved ($PG_TEST_ARTIFACTS)
 #       json       two input topics, pos.txn (protobuf, left empty) and
 #                  pos.txn.json (JSON records, input.format.pos.txn.json),
 #                  and JSON outputs (output.format = json)
@@ -277,6 +280,27 @@ YML
       || { tail -5 "$work/prometheus.log" >&2; fail "prometheus never saw the run settle"; }
   kill -TERM "$a"; wait "$a" || fail "run a: SIGTERM exit $?"
   ;;
+dashboard)
+  # the built-in dashboard in headless Chromium: the page is open before
+  # the records stream in, and must show the outputs as they commit
+  # (checked against the committed outputs below)
+  for b in chromium chromedriver; do
+    command -v $b >/dev/null || fail "no $b (Debian: chromium chromium-driver)"
+  done
+  run_bg a pg-a; a=$last_pid
+  wait_log "$work/run-a.log" event=http_listening 1
+  pg_url=$(grep -o 'event=http_listening url=[^ ]*' "$work/run-a.log" | head -1 | sed 's/.*url=//')
+  shots=${PG_TEST_ARTIFACTS:-$work}
+  mkdir -p "$shots"
+  $py "$here/dashboard_check.py" watch "$pg_url" "$work/page-up" "$work/page.json" \
+      "$shots/dashboard.png" & cpid=$!
+  pids+=($cpid)
+  for _ in $(seq 600); do [ -f "$work/page-up" ] && break; sleep 0.1; done
+  [ -f "$work/page-up" ] || fail "the dashboard never came up in the browser"
+  produce "$rate" || fail "produce"
+  wait "$cpid" || fail "watching the dashboard"
+  kill -TERM "$a"; wait "$a" || fail "run a: SIGTERM exit $?"
+  ;;
 *) fail "unknown mode $mode" ;;
 esac
 
@@ -320,6 +344,11 @@ print(f"backtest --topic: {a} alerts, {f} refunds; committed by run:",
       out.count("alert"), "alerts,", out.count("refund"), "refunds")
 sys.exit(0 if (a, f) == (out.count("alert"), out.count("refund")) else 1)
 PY
+fi
+if [ "$mode" = dashboard ]; then
+  echo "the dashboard against the committed outputs:"
+  $py "$here/dashboard_check.py" compare "$work/page.json" "$work/actual.jsonl" \
+      "$rules" || fail "the dashboard disagrees with the run"
 fi
 if [ "$mode" = prometheus ]; then
   echo "PromQL answers against the committed outputs and the run's summary:"

@@ -27,7 +27,9 @@
 static const double bk[] = {0.1, 1, 10};
 enum { F_C, F_G, F_H, F__N };
 static const pg_mfamily_t fams[F__N] = {
-    [F_C] = {"t_things_total", "Things.\nSecond line \\ here.", PG_M_COUNTER,
+    [F_C] = {"t_things_total",
+             "Things.\nSecond line \\ here.",
+             PG_M_COUNTER,
              {"kind", "mode"}},
     [F_G] = {"t_level", "A level.", PG_M_GAUGE},
     [F_H] = {"t_seconds", "Durations.", PG_M_HISTOGRAM, {NULL}, bk, 3},
@@ -156,8 +158,7 @@ static void http_endpoints(void **state)
         char err[256];
         assert_int_equal(pg_obs_listen(o, "nonsense", err, sizeof(err)), -1);
         assert_non_null(strstr(err, "HOST:PORT"));
-        assert_int_equal(pg_obs_listen(o, "127.0.0.1:0", err, sizeof(err)),
-                         0);
+        assert_int_equal(pg_obs_listen(o, "127.0.0.1:0", err, sizeof(err)), 0);
         int port = port_of(pg_obs_url(o));
         assert_true(port > 0);
         static char buf[1 << 16];
@@ -181,7 +182,8 @@ static void http_endpoints(void **state)
         assert_int_equal(http_get(port, "/metrics", buf, sizeof(buf), NULL),
                          200);
         assert_non_null(strstr(buf, "text/plain; version=0.0.4"));
-        assert_non_null(strstr(buf, "t_things_total{kind=\"a\",mode=\"shadow\"} 4\n"));
+        assert_non_null(
+            strstr(buf, "t_things_total{kind=\"a\",mode=\"shadow\"} 4\n"));
 
         /* events published before a page connects are replayed to it,
          * and the latest stats (only) comes first */
@@ -189,11 +191,12 @@ static void http_endpoints(void **state)
         pg_obs_stats(o, "{\"s\":2}", 7);
         pg_obs_publish(o, "alert", "{\"n\":1}", 7);
         pg_obs_publish(o, "refund", "{\"n\":2}", 7);
-        assert_int_equal(http_get(port, "/events", buf, sizeof(buf),
-                                  "data: {\"n\":2}"),
-                         200);
+        assert_int_equal(
+            http_get(port, "/events", buf, sizeof(buf), "data: {\"n\":2}"),
+            200);
         assert_non_null(strstr(buf, "text/event-stream"));
-        assert_non_null(strstr(buf, "event: alert\nid: 1\ndata: {\"n\":1}\n\n"));
+        assert_non_null(
+            strstr(buf, "event: alert\nid: 1\ndata: {\"n\":1}\n\n"));
         assert_non_null(strstr(buf, "event: refund\nid: 2\ndata: {\"n\":2}"));
         assert_non_null(strstr(buf, "event: stats\ndata: {\"s\":2}\n\n"));
         assert_null(strstr(buf, "{\"s\":1}"));
@@ -236,8 +239,7 @@ static void http_live_stream(void **state)
 {
         pg_obs_t *o = pg_obs_new(fams, F__N);
         char err[256];
-        assert_int_equal(pg_obs_listen(o, "127.0.0.1:0", err, sizeof(err)),
-                         0);
+        assert_int_equal(pg_obs_listen(o, "127.0.0.1:0", err, sizeof(err)), 0);
         reader_t *r = calloc(1, sizeof(*r));
         r->port = port_of(pg_obs_url(o));
         pthread_t th;
