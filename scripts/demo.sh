@@ -4,8 +4,10 @@
 #   Maven Central on first use), the topics, generated POS traffic with
 #   injected overcharges streamed into pos.txn at a steady rate, `posguard
 #   run` consuming it, and every alert and refund command shown as it is
-#   committed to pos.alerts / pos.refunds, then totals. Everything it starts
-#   is stopped at the end (also on Ctrl-C).
+#   committed to pos.alerts / pos.refunds, then totals. It prints where the
+#   live dashboard is (http://127.0.0.1:9464/, or another free port), and on
+#   a terminal keeps it up after the stream until Enter. Everything it
+#   starts is stopped at the end (also on Ctrl-C).
 #
 #   scripts/demo.sh [RECORDS [RATE]]     (default 30000 records at 3000/s)
 #   scripts/demo.sh --replay [RECORDS]   the same engine on a file, no Kafka
@@ -67,9 +69,23 @@ $py scripts/posgen.py --count "$n" --seed 2026 --merchants 60 \
 $py tests/kafka_stream.py close "$work/raw.jsonl" "$work/txn.jsonl" >/dev/null
 
 echo "== posguard run (log: posguard.log in the work dir)"
-build/posguard run --config "$work/posguard.conf" >"$work/posguard.log" 2>&1 &
-pids+=($!)
-run_pid=$!
+start_run() { # HTTP_LISTEN
+  build/posguard run --config "$work/posguard.conf" -X "http.listen=$1" \
+      >"$work/posguard.log" 2>&1 &
+  pids+=($!)
+  run_pid=$!
+  for _ in $(seq 300); do
+    grep -q "event=http_listening" "$work/posguard.log" && return 0
+    kill -0 "$run_pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+# the dashboard's usual port, or any free one when that is taken
+start_run "127.0.0.1:${PG_DEMO_PORT:-9464}" || start_run 127.0.0.1:0 \
+  || { cat "$work/posguard.log"; exit 1; }
+url=$(grep -o 'event=http_listening url=[^ ]*' "$work/posguard.log" | sed 's/.*url=//')
+echo "== live dashboard: $url   (Prometheus metrics: ${url}metrics)"
 echo "== streaming into pos.txn at $rate records/s; alerts and refunds as committed:"
 echo
 build/posguard produce --config "$work/posguard.conf" --input "$work/txn.jsonl" \
@@ -79,6 +95,11 @@ produce_pid=$!
 build/posguard watch --config "$work/posguard.conf" --json --idle-exit 8000 \
     2>"$work/watch.log" | $py scripts/show.py - 60
 wait "$produce_pid" || true
+if [ -t 0 ] && [ -z "${PG_DEMO_NO_HOLD:-}" ]; then
+  echo
+  echo "== the stream is done; the dashboard stays up at $url"
+  read -r -p "   press Enter to stop everything " _ || true
+fi
 kill -TERM "$run_pid"; wait "$run_pid" || true
 echo
 echo "== producer: $(tail -1 "$work/produce.log")"
