@@ -81,6 +81,7 @@
 #include "kafka_obs.h"
 #include "obs_http.h"
 #include "rules.h"
+#include "util_log.h"
 #include "util_mem.h"
 
 enum { FMT_PROTOBUF = 0, FMT_JSON = 1 };
@@ -92,7 +93,7 @@ static const char *const format_names[] = {"protobuf", "json", NULL};
 #define ARENA_BYTES (256 * 1024)
 
 /* ---------------------------------------------------------------------
- * Logging: logfmt lines on stderr
+ * Logging: logfmt or JSON lines on stderr (util_log.h)
  * ------------------------------------------------------------------- */
 
 static int64_t wall_ms(void)
@@ -109,20 +110,21 @@ static int64_t mono_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void logf_(const char *level, const char *fmt, ...)
+#define LOG_INFO(...) pg_log(PG_LOG_INFO, __VA_ARGS__)
+#define LOG_WARN(...) pg_log(PG_LOG_WARN, __VA_ARGS__)
+#define LOG_ERROR(...) pg_log(PG_LOG_ERROR, __VA_ARGS__)
+
+/* librdkafka's own log lines, through ours (same format, levels from
+ * syslog's: 0-3 error, 4 warning, the rest info). */
+static void rk_log(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf)
 {
-        char t[40];
-        pg_time_format(wall_ms(), t, sizeof(t));
-        char msg[1024];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "ts=%s level=%s %s\n", t, level, msg);
+        pg_log(level <= 3   ? PG_LOG_ERROR
+               : level == 4 ? PG_LOG_WARN
+                            : PG_LOG_INFO,
+               "event=librdkafka client=%s facility=%s message=\"%s\"",
+               rd_kafka_name(rk), fac, buf);
 }
-#define LOG_INFO(...) logf_("info", __VA_ARGS__)
-#define LOG_WARN(...) logf_("warn", __VA_ARGS__)
-#define LOG_ERROR(...) logf_("error", __VA_ARGS__)
 
 /* ---------------------------------------------------------------------
  * State
@@ -1622,6 +1624,8 @@ static const char *const known_keys[] = {"rules",
                                          "output.events",
                                          "workers",
                                          "http.listen",
+                                         "log.format",
+                                         "log.level",
                                          NULL};
 
 static void run_usage(FILE *f)
@@ -1658,6 +1662,8 @@ static void run_usage(FILE *f)
               "                      live dashboard (port 0: any free one; "
               "empty: none)\n"
               "                      [127.0.0.1:9464]\n"
+              "  log.format          logfmt | json [logfmt]\n"
+              "  log.level           info | warn | error [info]\n"
               "  kafka.*             any librdkafka setting, for both "
               "clients\n"
               "  kafka.consumer.*, kafka.producer.*  for one client only\n"
@@ -1678,6 +1684,13 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
         pg_kconf_t *c = &r->conf;
         if (pg_kconf_check_known(c, known_keys, "input.format.", err, errsz))
                 return -1;
+        static const char *const formats[] = {"logfmt", "json", NULL};
+        static const char *const levels[] = {"info", "warn", "error", NULL};
+        int lf, ll;
+        if (pg_kconf_choice(c, "log.format", formats, 0, &lf, err, errsz) ||
+            pg_kconf_choice(c, "log.level", levels, 0, &ll, err, errsz))
+                return -1;
+        pg_log_configure((pg_log_format_t)lf, (pg_log_level_t)ll);
         const char *rules = pg_kconf_get(c, "rules", "rules/default.yaml");
         r->rules_path = rules;
         stat(rules, &r->rules_st);
@@ -1806,6 +1819,7 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
         rd_kafka_conf_t *cc = pg_kconf_rdkafka(c, "consumer", err, errsz);
         if (!cc)
                 return -1;
+        rd_kafka_conf_set_log_cb(cc, rk_log);
         char e2[512];
         struct {
                 const char *k, *v;
@@ -1852,6 +1866,7 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
         rd_kafka_conf_t *pc = pg_kconf_rdkafka(c, "producer", err, errsz);
         if (!pc)
                 return -1;
+        rd_kafka_conf_set_log_cb(pc, rk_log);
         if (rd_kafka_conf_set(pc, "transactional.id", tid, e2, sizeof(e2)) !=
             RD_KAFKA_CONF_OK) {
                 snprintf(err, errsz, "transactional.id: %s", e2);

@@ -86,6 +86,7 @@ fi
 case $mode in
 plain) echo "workers=4" >>"$work/extra.conf" ;;
 kill9) echo "workers=1" >>"$work/extra.conf" ;;
+prometheus) echo "log.format=json" >>"$work/extra.conf" ;; # checked below
 json) echo "workers=2" >>"$work/extra.conf" ;;
 esac
 touch "$work/extra.conf"
@@ -260,8 +261,11 @@ prometheus)
   command -v prometheus >/dev/null || fail "no prometheus binary (Debian: prometheus)"
   produce 0 || fail "produce"
   run_bg a pg-a; a=$last_pid
-  wait_log "$work/run-a.log" event=http_listening 1
-  pg_url=$(grep -o 'event=http_listening url=[^ ]*' "$work/run-a.log" | head -1 | sed 's/.*url=//')
+  wait_log "$work/run-a.log" '"event":"http_listening"' 1
+  pg_url=$($py -c 'import json,sys
+for l in open(sys.argv[1]):
+    o = json.loads(l)
+    if o.get("event") == "http_listening": print(o["url"]); break' "$work/run-a.log")
   target=${pg_url#http://}; target=${target%/}
   pport=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   cat >"$work/prometheus.yml" <<YML
@@ -327,7 +331,7 @@ dlq=$(kcat -b "$bootstrap" -C -t pos.dlq -e -q -X isolation.level=read_committed
 want=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['rejected'])" \
        "$work/expected.stats.json")
 [ "$dlq" -eq "$want" ] || fail "pos.dlq holds $dlq messages, expected $want"
-grep -q "event=stopped" "$work/run-a.log" || fail "run a did not stop cleanly"
+grep -Eq 'event=stopped|"event":"stopped"' "$work/run-a.log" || fail "run a did not stop cleanly"
 if [ "$mode" = plain ]; then
   # backtest from the topic's history (per partition, like run) finds the
   # same alerts and refunds as were committed
@@ -354,6 +358,17 @@ if [ "$mode" = prometheus ]; then
   echo "PromQL answers against the committed outputs and the run's summary:"
   $py "$here/prom_check.py" compare "$work/prom.json" "$work/actual.jsonl" \
       "$work/run-a.log" "$work/input.jsonl" || fail "Prometheus disagrees with the run"
+  # log.format=json: every line of the run's log is one JSON object with
+  # a time, a level and an event (librdkafka's own lines included)
+  $py - "$work/run-a.log" <<'PY' || fail "a log line is not JSON with ts, level, event"
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    assert {"ts", "level", "event"} <= o.keys() and o["level"] in ("info", "warn", "error"), line
+    n += 1
+print(f"log.format=json: {n} lines, every one a JSON object with ts, level, event")
+PY
 fi
 # The verdict in numbers, by output id (alert_id / refund_id).
 $py - "$work/expected.jsonl" "$work/actual.jsonl" "$mode" "$dlq" <<'PY' || fail "lost or duplicated outputs"

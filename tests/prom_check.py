@@ -156,8 +156,10 @@ def compare(path, actual, runlog, inp):
           {k: round(v * 10 ** EXPONENT.get(k, 2)) for k, v in
            by(ans, "refund_amount_by_currency", "currency").items()},
           dict(want_amt))
-    stopped = [line for line in open(runlog) if "event=stopped" in line][-1]
-    summ = dict(re.findall(r"(\w+)=(\d+)", stopped))
+    stopped = [line for line in open(runlog)
+               if "event=stopped" in line or '"event":"stopped"' in line][-1]
+    summ = (json.loads(stopped) if stopped.startswith("{")
+            else dict(re.findall(r"(\w+)=(\d+)", stopped)))
     check("records consumed (run summary)", int(scalar(ans, "consumed")),
           int(summ["consumed"]) - int(summ["warmup"]))
     check("records rejected (run summary)", int(scalar(ans, "rejected")),

@@ -1,0 +1,63 @@
+/*
+ * test_util_log.c - log lines in logfmt and in JSON: pairs become members,
+ * quoted values are unquoted, integers are numbers, loose words a note,
+ * escapes are JSON's, and a line too long for its buffer loses whole
+ * members and stays valid JSON.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <string.h>
+
+#include "util_log.h"
+
+static const char *TS = "2026-12-01T10:00:00.000Z";
+
+static void logfmt_line(void **state)
+{
+        char b[256];
+        pg_log_line(b, sizeof(b), PG_LOG_LOGFMT, TS, "warn",
+                    "event=slow_commit ms=1062");
+        assert_string_equal(
+            b, "ts=2026-12-01T10:00:00.000Z level=warn event=slow_commit "
+               "ms=1062");
+}
+
+static void json_line(void **state)
+{
+        char b[512];
+        pg_log_line(b, sizeof(b), PG_LOG_JSON, TS, "error",
+                    "event=offsets_for_times_failed error=\"Broker: "
+                    "timed out\" partition=3 offset=-1001 id=007 "
+                    "(warm-up from the start) path=/a\\b\"c");
+        assert_string_equal(
+            b, "{\"ts\":\"2026-12-01T10:00:00.000Z\",\"level\":\"error\","
+               "\"event\":\"offsets_for_times_failed\",\"error\":\"Broker: "
+               "timed out\",\"partition\":3,\"offset\":-1001,\"id\":\"007\","
+               "\"path\":\"/a\\\\b\\\"c\",\"note\":\"(warm-up from the "
+               "start)\"}");
+}
+
+static void json_cut_stays_valid(void **state)
+{
+        char b[96];
+        size_t n = pg_log_line(b, sizeof(b), PG_LOG_JSON, TS, "info",
+                               "event=x a=\"one, two\" b=\"a long value "
+                               "that cannot fit in what is left\"");
+        assert_int_equal(n, strlen(b));
+        assert_string_equal(b, "{\"ts\":\"2026-12-01T10:00:00.000Z\","
+                               "\"level\":\"info\",\"event\":\"x\",\"a\":"
+                               "\"one, two\"}");
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(logfmt_line),
+            cmocka_unit_test(json_line),
+            cmocka_unit_test(json_cut_stays_valid),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
