@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* seconds: 1 ms to 1 min */
@@ -142,6 +143,16 @@ const pg_mfamily_t pg_run_families[M__COUNT] = {
                    {"outcome"}},
     [M_START] = {"posguard_start_time_seconds",
                  "When this process started (Unix time).", PG_M_GAUGE},
+    [M_TOP_ALERTS] = {"posguard_top_merchant_alerts",
+                      "Committed alerts in the last 15 minutes of the 10 "
+                      "merchants with most (rank 1: most).",
+                      PG_M_GAUGE,
+                      {"merchant", "rank"}},
+    [M_TOP_TERMINALS] = {"posguard_top_merchant_alerting_terminals",
+                         "Distinct terminals of those merchants with alerts "
+                         "in the last 15 minutes (counted up to 16).",
+                         PG_M_GAUGE,
+                         {"merchant", "rank"}},
 };
 
 /* ---- the dashboard's stats event ---- */
@@ -271,4 +282,134 @@ size_t pg_run_stats_json(char *buf, size_t size, const pg_metrics_t *m,
                                         ",\"error\":\"stats too large\"}",
                                         at_ms);
         return b.n;
+}
+
+/* ---- top merchants ---- */
+
+#define TOPK_MERCHANTS 4096 /* tracked at once; the quietest goes first */
+#define TOPK_TERMINALS 16   /* distinct terminals counted per merchant */
+
+typedef struct tk_merchant {
+        char id[65];
+        int64_t minute[PG_TOPK_WINDOW_MIN]; /* which minute a slot counts */
+        uint32_t count[PG_TOPK_WINDOW_MIN];
+        uint64_t term[TOPK_TERMINALS]; /* terminal id hashes... */
+        int64_t term_min[TOPK_TERMINALS]; /* ...and when last alerting */
+} tk_merchant_t;
+
+struct pg_topk {
+        tk_merchant_t *m;
+        size_t n;
+};
+
+pg_topk_t *pg_topk_new(void)
+{
+        pg_topk_t *t = calloc(1, sizeof(*t));
+        t->m = calloc(TOPK_MERCHANTS, sizeof(*t->m));
+        if (!t->m) {
+                free(t);
+                return NULL;
+        }
+        return t;
+}
+
+void pg_topk_free(pg_topk_t *t)
+{
+        if (t) {
+                free(t->m);
+                free(t);
+        }
+}
+
+static uint32_t window_total(const tk_merchant_t *m, int64_t minute)
+{
+        uint32_t s = 0;
+        for (int i = 0; i < PG_TOPK_WINDOW_MIN; i++)
+                if (minute - m->minute[i] < PG_TOPK_WINDOW_MIN &&
+                    m->minute[i] <= minute)
+                        s += m->count[i];
+        return s;
+}
+
+static uint64_t fnv(const char *s)
+{
+        uint64_t h = 1469598103934665603ULL;
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h | 1;
+}
+
+void pg_topk_add(pg_topk_t *t, const char *merchant, const char *terminal,
+                 int64_t now_ms)
+{
+        int64_t minute = now_ms / 60000;
+        tk_merchant_t *m = NULL;
+        for (size_t i = 0; i < t->n && !m; i++)
+                if (!strcmp(t->m[i].id, merchant))
+                        m = &t->m[i];
+        if (!m) {
+                if (t->n < TOPK_MERCHANTS) {
+                        m = &t->m[t->n++];
+                } else { /* the quietest in the window makes room */
+                        m = &t->m[0];
+                        for (size_t i = 1; i < t->n; i++)
+                                if (window_total(&t->m[i], minute) <
+                                    window_total(m, minute))
+                                        m = &t->m[i];
+                }
+                memset(m, 0, sizeof(*m));
+                snprintf(m->id, sizeof(m->id), "%s", merchant);
+                for (int i = 0; i < PG_TOPK_WINDOW_MIN; i++)
+                        m->minute[i] = INT64_MIN / 2;
+        }
+        int s = (int)(minute % PG_TOPK_WINDOW_MIN);
+        if (m->minute[s] != minute) {
+                m->minute[s] = minute;
+                m->count[s] = 0;
+        }
+        m->count[s]++;
+        uint64_t h = fnv(terminal ? terminal : "");
+        int slot = -1, oldest = 0;
+        for (int i = 0; i < TOPK_TERMINALS; i++) {
+                if (m->term[i] == h) {
+                        slot = i;
+                        break;
+                }
+                if (m->term_min[i] < m->term_min[oldest])
+                        oldest = i;
+        }
+        if (slot < 0)
+                slot = oldest;
+        m->term[slot] = h;
+        m->term_min[slot] = minute;
+}
+
+size_t pg_topk_top(const pg_topk_t *t, int64_t now_ms, pg_topk_row_t *out,
+                   size_t n)
+{
+        int64_t minute = now_ms / 60000;
+        size_t k = 0;
+        for (size_t i = 0; i < t->n; i++) {
+                const tk_merchant_t *m = &t->m[i];
+                uint32_t a = window_total(m, minute);
+                if (!a)
+                        continue;
+                uint32_t terms = 0;
+                for (int j = 0; j < TOPK_TERMINALS; j++)
+                        terms += m->term[j] &&
+                                 minute - m->term_min[j] < PG_TOPK_WINDOW_MIN;
+                /* insertion into out, largest first (ties: by id) */
+                size_t at = k;
+                while (at > 0 && (out[at - 1].alerts < a ||
+                                  (out[at - 1].alerts == a &&
+                                   strcmp(out[at - 1].merchant, m->id) > 0)))
+                        at--;
+                if (at >= n)
+                        continue;
+                if (k < n)
+                        k++;
+                memmove(&out[at + 1], &out[at], (k - 1 - at) * sizeof(*out));
+                out[at] = (pg_topk_row_t){m->id, a, terms};
+        }
+        return k;
 }

@@ -48,6 +48,8 @@ enum {
         M_RULES_INFO,
         M_RELOADS,
         M_START,
+        M_TOP_ALERTS,
+        M_TOP_TERMINALS,
         M__COUNT
 };
 
@@ -59,5 +61,28 @@ extern const pg_mfamily_t pg_run_families[M__COUNT];
 size_t pg_run_stats_json(char *buf, size_t size, const pg_metrics_t *m,
                          const pg_ruleset_t *rs, int64_t at_ms, bool ready,
                          const char *why);
+
+/*
+ * Top merchants by committed alerts in the last PG_TOPK_WINDOW_MIN minutes,
+ * with how many of their terminals alerted: what the risk view's "top
+ * merchants" panel shows. Exported as a gauge of the top PG_TOPK_N only, so
+ * the label's values stay few; terminal ids are never labels (only their
+ * count per merchant), the live dashboard lists them from the alerts.
+ */
+#define PG_TOPK_WINDOW_MIN 15
+#define PG_TOPK_N 10
+typedef struct pg_topk pg_topk_t;
+typedef struct pg_topk_row {
+        const char *merchant; /* valid until the next add */
+        uint32_t alerts;
+        uint32_t terminals; /* distinct, counted up to 16 */
+} pg_topk_row_t;
+pg_topk_t *pg_topk_new(void);
+void pg_topk_free(pg_topk_t *t);
+void pg_topk_add(pg_topk_t *t, const char *merchant, const char *terminal,
+                 int64_t now_ms);
+/* The top n (at most), most alerts first. */
+size_t pg_topk_top(const pg_topk_t *t, int64_t now_ms, pg_topk_row_t *out,
+                   size_t n);
 
 #endif

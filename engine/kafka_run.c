@@ -262,6 +262,7 @@ struct run {
         pg_obs_t *obs;
         pg_metrics_t *m_open, *m_held, *m_commit;
         evlist_t ev_open, ev_held, ev_commit;
+        pg_topk_t *topk; /* top merchants by committed alerts */
         int64_t last_refresh;
 };
 
@@ -464,6 +465,20 @@ static void obs_commit_start(run_t *r)
         ev_move(&r->ev_commit, &r->ev_open);
 }
 
+/* The string value of "key":"..." in one of our own JSON outputs (copied
+ * into v; "" when absent). */
+static void json_field(const char *json, const char *key, char *v, size_t n)
+{
+        char pat[40];
+        snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+        const char *p = strstr(json, pat);
+        size_t k = 0;
+        if (p)
+                for (p += strlen(pat); *p && *p != '"' && k + 1 < n; p++)
+                        v[k++] = *p;
+        v[k] = '\0';
+}
+
 /* It committed: its counts are exported, its events go to the dashboard,
  * and what was held is now in the open transaction. */
 static void obs_committed(run_t *r, int64_t dt_ms)
@@ -482,6 +497,12 @@ static void obs_committed(run_t *r, int64_t dt_ms)
                 char *tab = strchr(e, '\t');
                 *tab = '\0';
                 pg_obs_publish(r->obs, e, tab + 1, strlen(tab + 1));
+                if (!strcmp(e, "alert") && r->topk) {
+                        char mid[72], tid[72];
+                        json_field(tab + 1, "merchant_id", mid, sizeof(mid));
+                        json_field(tab + 1, "terminal_id", tid, sizeof(tid));
+                        pg_topk_add(r->topk, mid, tid, wall_ms());
+                }
         }
         ev_clear(&r->ev_commit);
         pg_metrics_merge(r->m_open, r->m_held);
@@ -1771,6 +1792,7 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                 r->m_open = pg_metrics_new(pg_run_families, M__COUNT);
                 r->m_held = pg_metrics_new(pg_run_families, M__COUNT);
                 r->m_commit = pg_metrics_new(pg_run_families, M__COUNT);
+                r->topk = pg_topk_new();
                 pg_metrics_set(pg_obs_lock(r->obs), M_START, NULL,
                                (double)wall_ms() / 1000.0);
                 pg_obs_unlock(r->obs);
@@ -1970,6 +1992,20 @@ static void obs_refresh(run_t *r, bool force)
         pg_metrics_reset_family(m, M_STATE_ENTRIES);
         pg_metrics_reset_family(m, M_STATE_BYTES);
         pg_metrics_reset_family(m, M_RULES_INFO);
+        pg_metrics_reset_family(m, M_TOP_ALERTS);
+        pg_metrics_reset_family(m, M_TOP_TERMINALS);
+        if (r->topk) {
+                pg_topk_row_t top[PG_TOPK_N];
+                size_t nt = pg_topk_top(r->topk, wall_ms(), top, PG_TOPK_N);
+                for (size_t i = 0; i < nt; i++) {
+                        char rank[8];
+                        snprintf(rank, sizeof(rank), "%zu", i + 1);
+                        const char *tl[] = {top[i].merchant, rank};
+                        pg_metrics_set(m, M_TOP_ALERTS, tl, top[i].alerts);
+                        pg_metrics_set(m, M_TOP_TERMINALS, tl,
+                                       top[i].terminals);
+                }
+        }
         for (int i = 0; i < MAX_SLOTS; i++) {
                 part_t *p = r->parts[i];
                 if (!p)
@@ -2063,6 +2099,7 @@ static void teardown(run_t *r)
         pg_metrics_free(r->m_open);
         pg_metrics_free(r->m_held);
         pg_metrics_free(r->m_commit);
+        pg_topk_free(r->topk);
         ev_free(&r->ev_open);
         ev_free(&r->ev_held);
         ev_free(&r->ev_commit);

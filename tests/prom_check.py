@@ -38,6 +38,8 @@ QUERIES = {
     "rules_info": "count(posguard_rules_info == 1)",
     "state_facts": 'sum(posguard_state_entries{table="facts"})',
     "up": 'up{job="posguard"}',
+    "top_merchants": "posguard_top_merchant_alerts",
+    "top_terminals": "posguard_top_merchant_alerting_terminals",
 }
 
 
@@ -174,6 +176,18 @@ def compare(path, actual, runlog, inp):
     check("batches observed > 0", scalar(ans, "batches") > 0, True)
     check("commit p99 answered", bool(ans["commit_p99_ok"]), True)
     check("facts tracked > 0", scalar(ans, "state_facts") > 0, True)
+    # the top merchants by committed alerts (all within the 15 minutes)
+    per = collections.Counter(a["merchant_id"] for a in alerts)
+    want_top = sorted(per.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    got_top = sorted(((dict(lab)["merchant"], int(v), int(dict(lab)["rank"]))
+                      for lab, v in ans["top_merchants"]), key=lambda x: x[2])
+    check("top merchants by alerts", [(m, n) for m, n, _ in got_top], want_top)
+    terms = collections.defaultdict(set)
+    for a in alerts:
+        terms[a["merchant_id"]].add(a["terminal_id"])
+    check("their alerting terminals",
+          {dict(lab)["merchant"]: int(v) for lab, v in ans["top_terminals"]},
+          {m: min(len(terms[m]), 16) for m, _ in want_top})
     # no card, terminal or transaction id as a label value
     ids = set()
     for line in open(inp, encoding="utf-8", errors="replace"):
