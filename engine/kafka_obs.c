@@ -293,7 +293,7 @@ typedef struct tk_merchant {
         char id[65];
         int64_t minute[PG_TOPK_WINDOW_MIN]; /* which minute a slot counts */
         uint32_t count[PG_TOPK_WINDOW_MIN];
-        uint64_t term[TOPK_TERMINALS]; /* terminal id hashes... */
+        uint64_t term[TOPK_TERMINALS];    /* terminal id hashes... */
         int64_t term_min[TOPK_TERMINALS]; /* ...and when last alerting */
 } tk_merchant_t;
 

@@ -23,6 +23,7 @@
 #include "cmd_rules.h"
 #include "codec_json.h"
 #include "engine.h"
+#include "kafka_obs.h"
 #include "kafka_run.h"
 #include "pipeline.h"
 #include "replay.h"
@@ -41,6 +42,7 @@ static void usage(FILE *f)
               "  posguard run --config FILE [-X key=value]... [--embedded]\n"
               "  posguard produce --config FILE --input FILE|- [--rate N]\n"
               "  posguard watch --config FILE [--json] [--idle-exit MS]\n"
+              "  posguard metrics [--json]   the metrics `run` exports\n"
               "  posguard version\n"
               "  (posguard COMMAND --help for each command's options)\n"
               "\n"
@@ -412,6 +414,36 @@ static int cmd_check(int argc, char **argv)
         return bad;
 }
 
+/* The metric families of `run`: for operators, and for the dashboards'
+ * check (dashboards/check.py). */
+static int cmd_metrics(int argc, char **argv)
+{
+        bool json = argc > 1 && !strcmp(argv[1], "--json");
+        static const char *const types[] = {"counter", "gauge", "histogram"};
+        if (json)
+                printf("[");
+        for (int i = 0; i < M__COUNT; i++) {
+                const pg_mfamily_t *f = &pg_run_families[i];
+                if (!json) {
+                        printf("%-48s %-9s", f->name, types[f->type]);
+                        for (int k = 0; k < PG_M_MAX_LABELS && f->labels[k];
+                             k++)
+                                printf("%s%s", k ? "," : " {", f->labels[k]);
+                        printf("%s\n    %s\n", f->labels[0] ? "}" : "",
+                               f->help);
+                        continue;
+                }
+                printf("%s{\"name\":\"%s\",\"type\":\"%s\",\"labels\":[",
+                       i ? "," : "", f->name, types[f->type]);
+                for (int k = 0; k < PG_M_MAX_LABELS && f->labels[k]; k++)
+                        printf("%s\"%s\"", k ? "," : "", f->labels[k]);
+                printf("],\"help\":\"%s\"}", f->help);
+        }
+        if (json)
+                printf("]\n");
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         if (argc < 2) {
@@ -433,6 +465,8 @@ int main(int argc, char **argv)
                 return pg_cmd_produce(argc - 1, argv + 1);
         if (!strcmp(cmd, "watch"))
                 return pg_cmd_watch(argc - 1, argv + 1);
+        if (!strcmp(cmd, "metrics"))
+                return cmd_metrics(argc - 1, argv + 1);
         if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
                 printf("posguard %s\n", PG_VERSION);
                 return 0;

@@ -59,3 +59,15 @@ add_test(NAME thread_equivalence
          COMMAND ${PG_T}/thread_equivalence.sh $<TARGET_FILE:posguard>
                  ${PG_RULES})
 set_tests_properties(thread_equivalence PROPERTIES LABELS "unit;e2e")
+
+# The Grafana dashboard: every panel's PromQL parses (promtool) and asks for
+# metrics and labels posguard exports (`posguard metrics --json`); the
+# self-test breaks a copy three ways and expects each refused.
+add_test(NAME dashboards_check
+         COMMAND ${PG_PYTHON} ${CMAKE_SOURCE_DIR}/dashboards/check.py
+                 $<TARGET_FILE:posguard>)
+add_test(NAME dashboards_check_self_test
+         COMMAND ${PG_PYTHON} ${CMAKE_SOURCE_DIR}/dashboards/check.py
+                 --self-test $<TARGET_FILE:posguard>)
+set_tests_properties(dashboards_check dashboards_check_self_test
+                     PROPERTIES LABELS "unit")
