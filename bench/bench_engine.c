@@ -85,6 +85,7 @@
 #include "engine.h"
 #include "pipeline.h"
 #include "rules.h"
+#include "util_progress.h"
 #include "util_text.h"
 
 /* ---- timing ---- */
@@ -824,14 +825,32 @@ int main(int argc, char **argv)
         for (int i = 0; i < nrows; i++)
                 rows[i].secs = xrealloc(NULL, (size_t)repeat * sizeof(double));
         fflush(stdout);
+        /* on a terminal, which run is going (the timings line of each
+         * repeat is printed when it is complete) */
+        pg_progress_t prog;
+        pg_progress_start(&prog, "bench_engine",
+                          (uint64_t)repeat * (uint64_t)nrows);
         for (int k = 0; k < repeat; k++) {
-                fprintf(stderr, "repeat %d/%d:", k + 1, repeat);
+                char line[2048];
+                int len = snprintf(line, sizeof(line), "repeat %d/%d:", k + 1,
+                                   repeat);
                 for (int i = 0; i < nrows; i++) {
+                        char note[160];
+                        snprintf(note, sizeof(note), "repeat %d, %s", k + 1,
+                                 rows[i].name);
+                        pg_progress_step(&prog, (uint64_t)(k * nrows + i),
+                                         note);
                         measure(&rows[i], k, &in, sets[i], forked);
-                        fprintf(stderr, " %.3f", rows[i].secs[k]);
+                        if (len > 0 && (size_t)len < sizeof(line))
+                                len += snprintf(line + len,
+                                                sizeof(line) - (size_t)len,
+                                                " %.3f", rows[i].secs[k]);
                 }
-                fprintf(stderr, " s\n");
+                if (prog.on) /* the progress line gives way */
+                        fprintf(stderr, "\r\033[K");
+                fprintf(stderr, "%s s\n", line);
         }
+        pg_progress_end(&prog);
         free(sets);
 
         double sum_marginal = 0;

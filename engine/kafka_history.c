@@ -16,6 +16,7 @@
 
 #include "codec_pb.h"
 #include "util_mem.h"
+#include "util_progress.h"
 
 typedef struct msg {
         size_t len;
@@ -131,6 +132,12 @@ pg_history_t *pg_history_read(const pg_kconf_t *conf, const char *topic,
          * position, not the last offset seen, says when a partition is
          * done) */
         int idle = 0;
+        uint64_t want = 0;
+        for (int i = 0; i < n; i++)
+                if (lo->elems[i].offset < end[i])
+                        want += (uint64_t)(end[i] - lo->elems[i].offset);
+        pg_progress_t prog;
+        pg_progress_start(&prog, topic, want);
         while (active > 0 && idle < 300) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(k, 100);
                 if (m && !m->err) {
@@ -142,6 +149,7 @@ pg_history_t *pg_history_read(const pg_kconf_t *conf, const char *topic,
                                                 m->len);
                                         h->total++;
                                 }
+                        pg_progress_update(&prog, h->total, h->total);
                 } else if (!m) {
                         idle++;
                 }
@@ -158,6 +166,7 @@ pg_history_t *pg_history_read(const pg_kconf_t *conf, const char *topic,
                                 active++;
                 rd_kafka_topic_partition_list_destroy(pos);
         }
+        pg_progress_end(&prog);
         if (active > 0) {
                 snprintf(err, errsz,
                          "topic %s: %d partitions did not reach the end of "

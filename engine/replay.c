@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "source_file.h"
+#include "util_progress.h"
 
 static void push_engine(void *opaque, const pg_record_t *rec)
 {
@@ -32,9 +33,13 @@ int pg_replay_feed_fn(void (*push)(void *opaque, const pg_record_t *rec),
         pg_record_t rec;
         char dbuf[PG_JSON_OUT_MAX];
         uint64_t line_no = 0;
+        pg_progress_t prog;
+        pg_progress_start(&prog, strcmp(path, "-") ? path : "stdin",
+                          pg_source_file_size(src));
         while ((got = pg_source_file_next(src, &line, &len, &too_long, err,
                                           errsz)) > 0) {
                 line_no++;
+                pg_progress_update(&prog, line_no, pg_source_file_done(src));
                 /* blank lines are not records: skipped, not counted */
                 size_t k = 0;
                 while (!too_long && k < len &&
@@ -68,6 +73,7 @@ int pg_replay_feed_fn(void (*push)(void *opaque, const pg_record_t *rec),
                                 fwrite(dbuf, 1, (size_t)n, dlq);
                 }
         }
+        pg_progress_end(&prog);
         pg_source_file_close(src);
         return got < 0 ? -1 : 0;
 }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "codec_json.h"
 #include "util_mem.h"
@@ -23,6 +24,8 @@ struct pg_source_file {
         size_t start, end; /* unread bytes are buf[start, end) */
         bool eof;
         bool skipping; /* inside the tail of a too-long line */
+        uint64_t read; /* bytes read from f so far */
+        uint64_t size; /* of a regular file, else 0 */
 };
 
 pg_source_file_t *pg_source_file_open(const char *path, char *errstr,
@@ -43,6 +46,9 @@ pg_source_file_t *pg_source_file_open(const char *path, char *errstr,
         s->f = f;
         s->own = own;
         s->buf = pg_xmalloc(BUF_SIZE);
+        struct stat st;
+        if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode))
+                s->size = (uint64_t)st.st_size;
         return s;
 }
 
@@ -65,6 +71,7 @@ static int fill(pg_source_file_t *s, char *errstr, size_t errstr_size)
         }
         size_t n = fread(s->buf + s->end, 1, BUF_SIZE - s->end, s->f);
         s->end += n;
+        s->read += n;
         if (n == 0) {
                 if (ferror(s->f)) {
                         snprintf(errstr, errstr_size, "read error: %s",
@@ -127,4 +134,14 @@ int pg_source_file_next(pg_source_file_t *s, const char **line, size_t *len,
                 if (fill(s, errstr, errstr_size) < 0)
                         return -1;
         }
+}
+
+uint64_t pg_source_file_done(const pg_source_file_t *s)
+{
+        return s->read - (s->end - s->start);
+}
+
+uint64_t pg_source_file_size(const pg_source_file_t *s)
+{
+        return s->size;
 }

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct pg_source_file pg_source_file_t;
@@ -24,5 +25,9 @@ pg_source_file_t *pg_source_file_open(const char *path, char *errstr,
 int pg_source_file_next(pg_source_file_t *s, const char **line, size_t *len,
                         bool *too_long, char *errstr, size_t errstr_size);
 void pg_source_file_close(pg_source_file_t *s);
+/* Bytes consumed so far, and the input's size (0: not a regular file, a
+ * pipe or stdin): for progress. */
+uint64_t pg_source_file_done(const pg_source_file_t *s);
+uint64_t pg_source_file_size(const pg_source_file_t *s);
 
 #endif

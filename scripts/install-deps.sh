@@ -13,6 +13,7 @@ PKGS=(
   maven openjdk-17-jre-headless
   g++ libbenchmark-dev libck-dev liburcu-dev
   libmicrohttpd-dev prometheus chromium chromium-driver python3-selenium
+  bsdutils
 )
 
 missing=()

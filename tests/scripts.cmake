@@ -71,3 +71,8 @@ add_test(NAME dashboards_check_self_test
                  --self-test $<TARGET_FILE:posguard>)
 set_tests_properties(dashboards_check dashboards_check_self_test
                      PROPERTIES LABELS "unit")
+
+# Progress on a terminal only (replay under script(1), and without one).
+add_test(NAME progress
+         COMMAND ${PG_T}/progress.sh $<TARGET_FILE:posguard> ${PG_RULES})
+set_tests_properties(progress PROPERTIES LABELS "unit")

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# progress.sh POSGUARD RULES - long work shows progress on a terminal only:
+# replay under a pseudo-terminal (script(1)) draws "records/s" and "% done"
+# lines on stderr and clears them; without a terminal, or with
+# PG_NO_PROGRESS set, stderr has none; stdout is the same bytes in all
+# three.
+set -euo pipefail
+posguard=$1 rules=$2
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+/usr/bin/python3 "$root/scripts/posgen.py" --count 200000 --seed 5 \
+    --out "$work/in.jsonl" 2>/dev/null
+run() { "$posguard" replay --rules "$rules" --clock event --input "$work/in.jsonl"; }
+fail() { echo "progress: FAIL: $*" >&2; exit 1; }
+
+run >"$work/plain.out" 2>"$work/plain.err"
+grep -q "records/s" "$work/plain.err" && fail "progress drawn without a terminal"
+export -f run; export posguard rules work
+script -qec 'run > "$work/tty.out"' "$work/typescript" >/dev/null </dev/null
+grep -aq "records/s" "$work/typescript" || fail "no progress on a terminal"
+grep -aqE "[0-9]+%, [0-9]+ s left" "$work/typescript" || fail "no % done on a terminal"
+PG_NO_PROGRESS=1 script -qec 'run > "$work/quiet.out"' "$work/typescript2" >/dev/null </dev/null
+grep -aq "records/s" "$work/typescript2" && fail "PG_NO_PROGRESS did not silence it"
+cmp -s "$work/plain.out" "$work/tty.out" || fail "stdout differs on a terminal"
+cmp -s "$work/plain.out" "$work/quiet.out" || fail "stdout differs with PG_NO_PROGRESS"
+echo "progress: drawn on a terminal ($(grep -ac 'records/s' "$work/typescript" || true) lines), quiet otherwise, stdout unchanged"
