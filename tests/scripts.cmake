@@ -76,3 +76,9 @@ set_tests_properties(dashboards_check dashboards_check_self_test
 add_test(NAME progress
          COMMAND ${PG_T}/progress.sh $<TARGET_FILE:posguard> ${PG_RULES})
 set_tests_properties(progress PROPERTIES LABELS "unit")
+
+# docs/OBSERVABILITY.md lists exactly the metrics `posguard metrics` exports.
+add_test(NAME observability_doc
+         COMMAND ${PG_PYTHON} ${CMAKE_SOURCE_DIR}/scripts/metrics-doc.py
+                 $<TARGET_FILE:posguard> --check)
+set_tests_properties(observability_doc PROPERTIES LABELS "unit")
