@@ -252,7 +252,7 @@ struct run {
         rd_kafka_consumer_group_metadata_t *cm_group;
         rd_kafka_error_t *cm_err;
         const char *cm_what;
-        int64_t cm_t0;
+        int64_t cm_t0, cm_t1; /* the commit in flight began, ended */
         rd_kafka_message_t *batch[BATCH_MAX];
         size_t batch_n;    /* polled, not yet processed */
         size_t held_total; /* bytes all parts hold (between batches) */
@@ -392,8 +392,16 @@ static void obs_alert(part_t *p, const pg_alert_t *a)
         pg_metrics_observe(p->m, M_DETECTION, NULL,
                            (double)(wall_ms() - a->event_time) / 1000.0);
         int n = pg_codec_json_alert(p->obuf, sizeof(p->obuf), a);
-        if (n > 1)
-                ev_add(&p->ev, "alert", p->obuf, (size_t)n - 1);
+        if (n > 1) {
+                /* the ids for the top merchants, kept beside the JSON
+                 * ("alert\tMERCHANT\x1fTERMINAL\tjson": ids never hold
+                 * control characters) */
+                char type[PG_STR_MAX * 2 + 16];
+                snprintf(type, sizeof(type), "alert\t%s\x1f%s",
+                         a->merchant_id ? a->merchant_id : "",
+                         a->terminal_id ? a->terminal_id : "");
+                ev_add(&p->ev, type, p->obuf, (size_t)n - 1);
+        }
 }
 
 static void obs_refund(part_t *p, const pg_refund_t *f)
@@ -420,8 +428,8 @@ static void obs_fold(run_t *r, part_t *p)
         if (p->c.consumed > p->c.warmup)
                 pg_metrics_add(p->m, M_CONSUMED, tl,
                                (double)(p->c.consumed - p->c.warmup));
-        if (p->c.warmup)
-                pg_metrics_add(p->m, M_WARMUP, tl, (double)p->c.warmup);
+        if (p->c.warmup) /* no outputs, no transaction: counted now */
+                obs_count(r, M_WARMUP, tl, (double)p->c.warmup);
         /* the engine's own counters, from the end of warm-up on (a
          * rebuild's warm-up would count them again) */
         pg_engine_stats_t st;
@@ -465,20 +473,6 @@ static void obs_commit_start(run_t *r)
         ev_move(&r->ev_commit, &r->ev_open);
 }
 
-/* The string value of "key":"..." in one of our own JSON outputs (copied
- * into v; "" when absent). */
-static void json_field(const char *json, const char *key, char *v, size_t n)
-{
-        char pat[40];
-        snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-        const char *p = strstr(json, pat);
-        size_t k = 0;
-        if (p)
-                for (p += strlen(pat); *p && *p != '"' && k + 1 < n; p++)
-                        v[k++] = *p;
-        v[k] = '\0';
-}
-
 /* It committed: its counts are exported, its events go to the dashboard,
  * and what was held is now in the open transaction. */
 static void obs_committed(run_t *r, int64_t dt_ms)
@@ -494,14 +488,16 @@ static void obs_committed(run_t *r, int64_t dt_ms)
         pg_metrics_clear(r->m_commit);
         for (size_t i = 0; i < r->ev_commit.n; i++) {
                 char *e = r->ev_commit.ev[i];
-                char *tab = strchr(e, '\t');
-                *tab = '\0';
-                pg_obs_publish(r->obs, e, tab + 1, strlen(tab + 1));
-                if (!strcmp(e, "alert") && r->topk) {
-                        char mid[72], tid[72];
-                        json_field(tab + 1, "merchant_id", mid, sizeof(mid));
-                        json_field(tab + 1, "terminal_id", tid, sizeof(tid));
-                        pg_topk_add(r->topk, mid, tid, wall_ms());
+                char *json = strrchr(e, '\t'); /* JSON has no raw tab */
+                *json++ = '\0';
+                char *ids = strchr(e, '\t');
+                if (ids)
+                        *ids++ = '\0';
+                pg_obs_publish(r->obs, e, json, strlen(json));
+                char *us = ids ? strchr(ids, '\x1f') : NULL;
+                if (us && r->topk) {
+                        *us = '\0';
+                        pg_topk_add(r->topk, ids, us + 1, wall_ms());
                 }
         }
         ev_clear(&r->ev_commit);
@@ -870,6 +866,7 @@ static part_t *part_new(run_t *r, part_t **s, int topic, int32_t id,
                           "error=\"%s\"",
                           r->in_topics[topic], id, err);
                 free(p->arena_buf);
+                pg_metrics_free(p->m);
                 free(p);
                 r->fatal = true;
                 return NULL;
@@ -886,6 +883,8 @@ static void warm_done(part_t *p)
         if (p->warmed)
                 return;
         p->warmed = true;
+        /* the engine's counters so far were warm-up's: not counted */
+        pg_engine_stats(p->eng, &p->last_st);
         LOG_INFO("event=warmup_done topic=%s partition=%d records=%" PRIu64,
                  p->run->in_topics[p->topic], p->id, p->warm);
 }
@@ -1115,7 +1114,8 @@ static rd_kafka_error_t *commit_work(run_t *r,
  * transaction begins and what was held goes into it. */
 static int commit_done(run_t *r, rd_kafka_topic_partition_list_t *offs,
                        rd_kafka_consumer_group_metadata_t *g,
-                       rd_kafka_error_t *e, const char *what, int64_t t0)
+                       rd_kafka_error_t *e, const char *what, int64_t t0,
+                       int64_t t1)
 {
         rd_kafka_consumer_group_metadata_destroy(g);
         if (e) {
@@ -1130,8 +1130,10 @@ static int commit_done(run_t *r, rd_kafka_topic_partition_list_t *offs,
         }
         rd_kafka_topic_partition_list_destroy(offs);
         r->c.commits++;
-        r->last_commit_done = mono_ms();
-        int64_t dt = r->last_commit_done - t0;
+        /* t1: when the commit returned (on the committer thread), not when
+         * this thread noticed */
+        r->last_commit_done = t1;
+        int64_t dt = t1 - t0;
         r->c.commit_ms += (uint64_t)dt;
         if (dt > 1000)
                 LOG_WARN("event=slow_commit ms=%" PRId64, dt);
@@ -1151,6 +1153,7 @@ static void *committer_main(void *arg)
                         return NULL;
                 r->cm_err =
                     commit_work(r, r->cm_offs, r->cm_group, &r->cm_what);
+                r->cm_t1 = mono_ms(); /* published by the post */
                 sem_post(&r->cm_done);
         }
 }
@@ -1164,7 +1167,7 @@ static int commit_wait(run_t *r)
                 ;
         r->committing = false;
         return commit_done(r, r->cm_offs, r->cm_group, r->cm_err, r->cm_what,
-                           r->cm_t0);
+                           r->cm_t0, r->cm_t1);
 }
 
 /* Finish the commit in flight if it has returned; never waits. */
@@ -1173,7 +1176,7 @@ static void commit_poll(run_t *r)
         if (r->committing && sem_trywait(&r->cm_done) == 0) {
                 r->committing = false;
                 commit_done(r, r->cm_offs, r->cm_group, r->cm_err, r->cm_what,
-                            r->cm_t0);
+                            r->cm_t0, r->cm_t1);
         }
 }
 
@@ -1209,7 +1212,7 @@ static int txn_commit_mode(run_t *r, bool wait)
         }
         const char *what = NULL;
         rd_kafka_error_t *e = commit_work(r, offs, g, &what);
-        return commit_done(r, offs, g, e, what, t0);
+        return commit_done(r, offs, g, e, what, t0, mono_ms());
 }
 
 /* Send the offsets of every partition that moved, then commit, and wait. */
@@ -1998,7 +2001,7 @@ static void obs_refresh(run_t *r, bool force)
                 pg_topk_row_t top[PG_TOPK_N];
                 size_t nt = pg_topk_top(r->topk, wall_ms(), top, PG_TOPK_N);
                 for (size_t i = 0; i < nt; i++) {
-                        char rank[8];
+                        char rank[24];
                         snprintf(rank, sizeof(rank), "%zu", i + 1);
                         const char *tl[] = {top[i].merchant, rank};
                         pg_metrics_set(m, M_TOP_ALERTS, tl, top[i].alerts);

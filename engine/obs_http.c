@@ -14,11 +14,13 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "util_log.h"
 #include "util_mem.h"
 
 extern const unsigned char pg_dashboard_html[];
@@ -47,6 +49,7 @@ struct pg_obs {
         char *stats;  /* the latest stats event's data */
         size_t stats_len;
         uint64_t stats_gen; /* bumped by each */
+        int streams;        /* open event streams */
         bool stopping;
 };
 
@@ -239,6 +242,10 @@ static void stream_fill(stream_t *s)
                         break;
         if (o->stopping)
                 return;
+        /* an id from before a restart (ids start again at 1) or made up:
+         * start from what is kept */
+        if (s->next > o->seq + 1)
+                s->next = 1;
         if (o->stats_gen != s->stats_gen && o->stats) {
                 s->stats_gen = o->stats_gen;
                 static const char h[] = "event: stats\ndata: ";
@@ -291,12 +298,25 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void stream_free(void *cls)
 {
         stream_t *s = cls;
+        pthread_mutex_lock(&s->o->mu);
+        s->o->streams--;
+        pthread_mutex_unlock(&s->o->mu);
         free(s->out);
         free(s);
 }
 
 static enum MHD_Result events(pg_obs_t *o, struct MHD_Connection *c)
 {
+        /* a bounded number of streams, so that the health probes and the
+         * scrapes always find a connection */
+        pthread_mutex_lock(&o->mu);
+        bool full = o->streams >= PG_OBS_MAX_STREAMS;
+        if (!full)
+                o->streams++;
+        pthread_mutex_unlock(&o->mu);
+        if (full)
+                return send_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                 "too many event streams open\n");
         stream_t *s = pg_xcalloc(1, sizeof(*s));
         s->o = o;
         /* a new page gets what is still kept, then the live stream;
@@ -358,6 +378,21 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
                          "not found: /metrics /healthz /readyz / /events\n");
 }
 
+/* libmicrohttpd's own messages, through our log (its format, one line).
+ * A page closing its event stream is routine, not worth a line. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+        (void)cls;
+        char m[512];
+        vsnprintf(m, sizeof(m), fmt, ap);
+        if (strstr(m, "closed by remote peer") || strstr(m, "Connection reset"))
+                return;
+        for (char *p = m; *p; p++)
+                if (*p == '"' || *p == '\n' || *p == '\r')
+                        *p = *p == '"' ? '\'' : ' ';
+        pg_log(PG_LOG_WARN, "event=http_error message=\"%s\"", m);
+}
+
 int pg_obs_listen(pg_obs_t *o, const char *hostport, char *err, size_t errsz)
 {
         char host[64];
@@ -390,10 +425,10 @@ int pg_obs_listen(pg_obs_t *o, const char *hostport, char *err, size_t errsz)
         o->d = MHD_start_daemon(
             MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                 MHD_USE_ERROR_LOG,
-            (uint16_t)port, NULL, NULL, handle, o, MHD_OPTION_SOCK_ADDR,
-            (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned)PG_OBS_MAX_CONN, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)120, MHD_OPTION_END);
+            (uint16_t)port, NULL, NULL, handle, o, MHD_OPTION_EXTERNAL_LOGGER,
+            mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned)PG_OBS_MAX_CONN,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
         if (!o->d) {
                 snprintf(err, errsz,
                          "http.listen: cannot listen on %s (in use? set "
@@ -401,6 +436,7 @@ int pg_obs_listen(pg_obs_t *o, const char *hostport, char *err, size_t errsz)
                          hostport);
                 return -1;
         }
+        pg_obs_heartbeat(o, false, "starting"); /* alive, not ready */
         const union MHD_DaemonInfo *di =
             MHD_get_daemon_info(o->d, MHD_DAEMON_INFO_BIND_PORT);
         snprintf(o->url, sizeof(o->url), "http://%s:%u/", host,

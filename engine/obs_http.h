@@ -4,7 +4,8 @@
  *
  *   GET /metrics  the exported registry, Prometheus text format 0.0.4
  *   GET /healthz  200 while the owner's loop turns (a heartbeat within
- *                 PG_OBS_STALL_MS) and it has not failed, else 503
+ *                 PG_OBS_STALL_MS, counted from listening) and it has not
+ *                 failed, else 503
  *   GET /readyz   200 once the owner says it is ready (for `run`: the
  *                 consumer is assigned and every partition warmed up),
  *                 else 503 with the reason
@@ -25,8 +26,9 @@
 
 #include "obs_metrics.h"
 
-#define PG_OBS_STALL_MS 30000
+#define PG_OBS_STALL_MS 120000 /* longer than any blocking call of a run */
 #define PG_OBS_MAX_CONN 64
+#define PG_OBS_MAX_STREAMS 16 /* event streams: the rest is for probes */
 #define PG_OBS_EVENTS 2048    /* events kept for late subscribers */
 #define PG_OBS_EVENT_MAX 4096 /* bytes of one event's data */
 

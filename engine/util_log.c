@@ -24,12 +24,18 @@ void pg_log_configure(pg_log_format_t format, pg_log_level_t min)
 typedef struct out {
         char *p;
         size_t n, size;
+        bool cut; /* something did not fit */
 } out_t;
 
 static void put(out_t *o, const char *s, size_t n)
 {
-        for (size_t i = 0; i < n && o->n + 1 < o->size; i++)
+        for (size_t i = 0; i < n; i++) {
+                if (o->n + 1 >= o->size) {
+                        o->cut = true;
+                        break;
+                }
                 o->p[o->n++] = s[i];
+        }
         o->p[o->n] = '\0';
 }
 
@@ -68,14 +74,14 @@ static bool integer(const char *s, size_t n)
  * with the closing brace: a long line loses members, never its form. */
 static void commit(out_t *o, const out_t *m)
 {
-        if (o->n + m->n + 2 <= o->size)
+        if (!m->cut && o->n + m->n + 2 <= o->size)
                 put(o, m->p, m->n);
 }
 
 size_t pg_log_line(char *buf, size_t size, pg_log_format_t f, const char *ts,
                    const char *level, const char *msg)
 {
-        out_t o = {buf, 0, size};
+        out_t o = {buf, 0, size, false};
         if (!size)
                 return 0;
         buf[0] = '\0';
@@ -89,7 +95,7 @@ size_t pg_log_line(char *buf, size_t size, pg_log_format_t f, const char *ts,
                 return o.n;
         }
         char mb[2048];
-        out_t m = {mb, 0, sizeof(mb)};
+        out_t m = {mb, 0, sizeof(mb), false};
         put(&o, "{", 1);
         put(&m, "\"ts\":", 5);
         put_json_str(&m, ts, strlen(ts));
@@ -121,6 +127,7 @@ size_t pg_log_line(char *buf, size_t size, pg_log_format_t f, const char *ts,
                                 vl -= 2;
                         }
                         m.n = 0;
+                        m.cut = false;
                         put(&m, ",", 1);
                         put_json_str(&m, t, (size_t)(eq - t));
                         put(&m, ":", 1);
@@ -138,6 +145,7 @@ size_t pg_log_line(char *buf, size_t size, pg_log_format_t f, const char *ts,
         }
         if (nn) {
                 m.n = 0;
+                m.cut = false;
                 put(&m, ",\"note\":", 8);
                 put_json_str(&m, note, nn);
                 commit(&o, &m);

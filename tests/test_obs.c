@@ -119,8 +119,8 @@ static int port_of(const char *url)
 /* GET path; the response (headers and body) into out. Reads until the
  * server closes, or until want appears when want is set (an event
  * stream). */
-static int http_get(int port, const char *path, char *out, size_t size,
-                    const char *want)
+static int http_get_h(int port, const char *path, const char *hdr, char *out,
+                      size_t size, const char *want)
 {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in sa = {.sin_family = AF_INET,
@@ -130,11 +130,11 @@ static int http_get(int port, const char *path, char *out, size_t size,
                 return -1;
         struct timeval tv = {5, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        char req[256];
+        char req[512];
         int n = snprintf(req, sizeof(req),
                          "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                         "\r\n",
-                         path);
+                         "%s\r\n",
+                         path, hdr);
         if (write(fd, req, (size_t)n) != n)
                 return -1;
         size_t got = 0;
@@ -152,6 +152,12 @@ static int http_get(int port, const char *path, char *out, size_t size,
         return atoi(out + 9); /* "HTTP/1.1 200" */
 }
 
+static int http_get(int port, const char *path, char *out, size_t size,
+                    const char *want)
+{
+        return http_get_h(port, path, "", out, size, want);
+}
+
 static void http_endpoints(void **state)
 {
         pg_obs_t *o = pg_obs_new(fams, F__N);
@@ -163,9 +169,12 @@ static void http_endpoints(void **state)
         assert_true(port > 0);
         static char buf[1 << 16];
 
-        /* before the first heartbeat: neither healthy nor ready */
+        /* listening: alive, not ready yet */
         assert_int_equal(http_get(port, "/healthz", buf, sizeof(buf), NULL),
+                         200);
+        assert_int_equal(http_get(port, "/readyz", buf, sizeof(buf), NULL),
                          503);
+        assert_non_null(strstr(buf, "not ready: starting"));
         pg_obs_heartbeat(o, false, "2 of 4 partitions warming up");
         assert_int_equal(http_get(port, "/healthz", buf, sizeof(buf), NULL),
                          200);
@@ -200,6 +209,18 @@ static void http_endpoints(void **state)
         assert_non_null(strstr(buf, "event: refund\nid: 2\ndata: {\"n\":2}"));
         assert_non_null(strstr(buf, "event: stats\ndata: {\"s\":2}\n\n"));
         assert_null(strstr(buf, "{\"s\":1}"));
+
+        /* a Last-Event-ID from before a restart (or made up) resumes from
+         * what is kept, not from an id this process has not reached */
+        assert_int_equal(http_get_h(port, "/events", "Last-Event-ID: 50000\r\n",
+                                    buf, sizeof(buf), "data: {\"n\":2}"),
+                         200);
+        assert_non_null(strstr(buf, "data: {\"n\":1}"));
+        /* a reconnect resumes after the last id it saw */
+        assert_int_equal(http_get_h(port, "/events", "Last-Event-ID: 1\r\n",
+                                    buf, sizeof(buf), "data: {\"n\":2}"),
+                         200);
+        assert_null(strstr(buf, "data: {\"n\":1}"));
 
         assert_int_equal(http_get(port, "/", buf, sizeof(buf), NULL), 200);
         assert_non_null(strstr(buf, "text/html"));
@@ -266,6 +287,48 @@ static void http_live_stream(void **state)
         free(r2);
 }
 
+/* Event streams are bounded; the probes still get through. */
+static void http_stream_limit(void **state)
+{
+        pg_obs_t *o = pg_obs_new(fams, F__N);
+        char err[256];
+        assert_int_equal(pg_obs_listen(o, "127.0.0.1:0", err, sizeof(err)), 0);
+        int port = port_of(pg_obs_url(o));
+        int fds[PG_OBS_MAX_STREAMS];
+        for (int i = 0; i < PG_OBS_MAX_STREAMS; i++) {
+                fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+                struct sockaddr_in sa = {.sin_family = AF_INET,
+                                         .sin_port = htons((uint16_t)port)};
+                inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+                assert_int_equal(
+                    connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+                const char req[] = "GET /events HTTP/1.1\r\nHost: x\r\n\r\n";
+                assert_int_equal(write(fds[i], req, sizeof(req) - 1),
+                                 (ssize_t)sizeof(req) - 1);
+                char b[64];
+                assert_true(read(fds[i], b, sizeof(b)) > 0); /* it is open */
+        }
+        static char buf[4096];
+        assert_int_equal(http_get(port, "/events", buf, sizeof(buf), NULL),
+                         503);
+        assert_non_null(strstr(buf, "too many event streams"));
+        assert_int_equal(http_get(port, "/healthz", buf, sizeof(buf), NULL),
+                         200);
+        close(fds[0]);
+        /* the freed place is taken again once the server sees the close */
+        int code = 503;
+        for (int k = 0; k < 100 && code == 503; k++) {
+                pg_obs_publish(o, "alert", "{}", 2); /* wakes the stream */
+                nanosleep(&(struct timespec){0, 20000000}, NULL);
+                code =
+                    http_get_h(port, "/events", "", buf, sizeof(buf), "retry:");
+        }
+        assert_int_equal(code, 200);
+        for (int i = 1; i < PG_OBS_MAX_STREAMS; i++)
+                close(fds[i]);
+        pg_obs_free(o);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -273,6 +336,7 @@ int main(void)
             cmocka_unit_test(merge_reset_clear),
             cmocka_unit_test(http_endpoints),
             cmocka_unit_test(http_live_stream),
+            cmocka_unit_test(http_stream_limit),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
