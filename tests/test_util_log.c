@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util_log.h"
@@ -52,12 +53,27 @@ static void json_cut_stays_valid(void **state)
                                "\"one, two\"}");
 }
 
+/* A member longer than the scratch space, in a line buffer that could
+ * hold it: dropped whole, never cut inside its string. */
+static void json_long_member_dropped(void **state)
+{
+        static char msg[4096], b[8192];
+        int n = snprintf(msg, sizeof(msg), "event=y a=1 long=\"");
+        memset(msg + n, 'x', 3000);
+        memcpy(msg + n + 3000, "\" b=2", 6); /* with its NUL */
+        pg_log_line(b, sizeof(b), PG_LOG_JSON, TS, "info", msg);
+        assert_string_equal(b, "{\"ts\":\"2026-12-01T10:00:00.000Z\","
+                               "\"level\":\"info\",\"event\":\"y\",\"a\":1,"
+                               "\"b\":2}");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(logfmt_line),
             cmocka_unit_test(json_line),
             cmocka_unit_test(json_cut_stays_valid),
+            cmocka_unit_test(json_long_member_dropped),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
