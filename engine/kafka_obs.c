@@ -10,6 +10,8 @@
  */
 #include "kafka_obs.h"
 
+#include "util_text.h"
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,15 +181,8 @@ static void jput(jbuf_t *b, const char *fmt, ...)
 static void jstr(jbuf_t *b, const char *s)
 {
         jput(b, "\"");
-        for (; s && *s; s++) {
-                unsigned char c = (unsigned char)*s;
-                if (c == '"' || c == '\\')
-                        jput(b, "\\%c", c);
-                else if (c < 0x20)
-                        jput(b, "\\u%04x", c);
-                else
-                        jput(b, "%c", c);
-        }
+        for (char e[6]; s && *s; s++)
+                jput(b, "%.*s", (int)pg_json_esc((unsigned char)*s, e), e);
         jput(b, "\"");
 }
 

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "codec_json.h"
+#include "util_text.h"
 
 static pg_log_format_t log_format = PG_LOG_LOGFMT;
 static pg_log_level_t log_min = PG_LOG_INFO;
@@ -42,20 +43,9 @@ static void put(out_t *o, const char *s, size_t n)
 static void put_json_str(out_t *o, const char *s, size_t n)
 {
         put(o, "\"", 1);
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)s[i];
-                char e[8];
-                if (c == '"' || c == '\\') {
-                        e[0] = '\\';
-                        e[1] = (char)c;
-                        put(o, e, 2);
-                } else if (c < 0x20) {
-                        snprintf(e, sizeof(e), "\\u%04x", c);
-                        put(o, e, 6);
-                } else {
-                        put(o, (const char *)&c, 1);
-                }
-        }
+        char e[6];
+        for (size_t i = 0; i < n; i++)
+                put(o, e, pg_json_esc((unsigned char)s[i], e));
         put(o, "\"", 1);
 }
 

@@ -28,17 +28,28 @@ const char *pg_show(char *buf, size_t size, const char *s, size_t len,
         return buf;
 }
 
+size_t pg_json_esc(unsigned char c, char out[6])
+{
+        static const char hex[] = "0123456789abcdef";
+        if (c == '"' || c == '\\') {
+                out[0] = '\\';
+                out[1] = (char)c;
+                return 2;
+        }
+        if (c < 0x20) {
+                memcpy(out, "\\u00", 4);
+                out[4] = hex[c >> 4];
+                out[5] = hex[c & 15];
+                return 6;
+        }
+        out[0] = (char)c;
+        return 1;
+}
+
 void pg_json_str_write(FILE *f, const char *s)
 {
         fputc('"', f);
-        for (; *s; s++) {
-                unsigned char c = (unsigned char)*s;
-                if (c == '"' || c == '\\')
-                        fprintf(f, "\\%c", c);
-                else if (c < 0x20)
-                        fprintf(f, "\\u%04x", c);
-                else
-                        fputc(c, f);
-        }
+        for (char e[6]; *s; s++)
+                fwrite(e, 1, pg_json_esc((unsigned char)*s, e), f);
         fputc('"', f);
 }

@@ -14,8 +14,12 @@
 const char *pg_show(char *buf, size_t size, const char *s, size_t len,
                     size_t max);
 
-/* Write s to f as a JSON string (quotes, \\ and \" escaped, control
- * characters as \u00XX), for reports. */
+/* The JSON form of one byte of a string: \" and \\ for quote and
+ * backslash, \u00XX for control characters, the byte itself otherwise.
+ * Writes it to out (at most 6 bytes, no NUL) and returns its length. */
+size_t pg_json_esc(unsigned char c, char out[6]);
+
+/* Write s to f as a JSON string (pg_json_esc), for reports. */
 void pg_json_str_write(FILE *f, const char *s);
 
 #endif
