@@ -835,9 +835,13 @@ int main(int argc, char **argv)
                 int len = snprintf(line, sizeof(line), "repeat %d/%d:", k + 1,
                                    repeat);
                 for (int i = 0; i < nrows; i++) {
-                        char note[160];
-                        snprintf(note, sizeof(note), "repeat %d, %s", k + 1,
-                                 rows[i].name);
+                        char note[200];
+                        int w = snprintf(note, sizeof(note), "repeat %d, %s",
+                                         k + 1, rows[i].name);
+                        if (i > 0 && rows[i - 1].secs[k] > 0 && w > 0)
+                                snprintf(note + w, sizeof(note) - (size_t)w,
+                                         " (the last: %.0f records/s)",
+                                         (double)in.n / rows[i - 1].secs[k]);
                         pg_progress_step(&prog, (uint64_t)(k * nrows + i),
                                          note);
                         measure(&rows[i], k, &in, sets[i], forked);
