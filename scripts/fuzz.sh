@@ -13,12 +13,16 @@ for proto in schemas/*.proto; do
   protoc-c --c_out="$out/gen" -Ischemas "$proto"
 done
 gen=$(ls "$out"/gen/*.pb-c.c)
+# The live dashboard's page, embedded as CMakeLists.txt does.
+cmake -DIN=engine/dashboard/index.html -DOUT="$out/gen/dashboard_html.c" \
+    -DNAME=pg_dashboard_html -P cmake/embed.cmake
+gen="$gen $out/gen/dashboard_html.c"
 for src in tests/fuzz/fuzz_*.c; do
   name=$(basename "$src" .c)
   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
       -fno-sanitize-recover=all -D_POSIX_C_SOURCE=200809L -Iengine \
       -I"$out/gen" "$src" $core $gen \
-      $(pkg-config --cflags --libs libprotobuf-c rdkafka) \
+      $(pkg-config --cflags --libs libprotobuf-c rdkafka libmicrohttpd) \
       -lyaml -lxxhash -lm -o "$out/$name"
   corpus=tests/fuzz/corpus_${name#fuzz_}
   mkdir -p "$out/corpus_$name"
