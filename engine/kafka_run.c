@@ -1650,6 +1650,7 @@ static const char *const known_keys[] = {"rules",
                                          "http.listen",
                                          "log.format",
                                          "log.level",
+                                         "metrics.file",
                                          NULL};
 
 static void run_usage(FILE *f)
@@ -1688,6 +1689,10 @@ static void run_usage(FILE *f)
               "                      [127.0.0.1:9464]\n"
               "  log.format          logfmt | json [logfmt]\n"
               "  log.level           info | warn | error [info]\n"
+              "  metrics.file        at exit, write the final metrics there "
+              "(Prometheus\n"
+              "                      text, as node_exporter's textfile "
+              "collector reads) []\n"
               "  kafka.*             any librdkafka setting, for both "
               "clients\n"
               "  kafka.consumer.*, kafka.producer.*  for one client only\n"
@@ -1788,9 +1793,9 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
         /* the HTTP endpoint, up before the clients so that /healthz and
          * /readyz answer (not ready) while the group is joined */
         const char *listen = pg_kconf_get(c, "http.listen", "127.0.0.1:9464");
-        if (listen[0]) {
+        if (listen[0] || pg_kconf_get(c, "metrics.file", "")[0]) {
                 r->obs = pg_obs_new(pg_run_families, M__COUNT);
-                if (pg_obs_listen(r->obs, listen, err, errsz))
+                if (listen[0] && pg_obs_listen(r->obs, listen, err, errsz))
                         return -1;
                 r->m_open = pg_metrics_new(pg_run_families, M__COUNT);
                 r->m_held = pg_metrics_new(pg_run_families, M__COUNT);
@@ -1799,8 +1804,10 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                 pg_metrics_set(pg_obs_lock(r->obs), M_START, NULL,
                                (double)wall_ms() / 1000.0);
                 pg_obs_unlock(r->obs);
-                LOG_INFO("event=http_listening url=%s metrics=%smetrics",
-                         pg_obs_url(r->obs), pg_obs_url(r->obs));
+                if (listen[0])
+                        LOG_INFO("event=http_listening url=%s "
+                                 "metrics=%smetrics",
+                                 pg_obs_url(r->obs), pg_obs_url(r->obs));
         }
 
         char host[64] = "local";
@@ -2063,6 +2070,32 @@ static void obs_refresh(run_t *r, bool force)
         pg_obs_stats(r->obs, stats, n);
 }
 
+/* metrics.file: the exported registry as it is at exit, written to a
+ * temporary file and renamed, so a reader never sees half of it. */
+static void metrics_file(run_t *r)
+{
+        const char *path = pg_kconf_get(&r->conf, "metrics.file", "");
+        if (!path[0] || !r->obs)
+                return;
+        size_t n;
+        char *text = pg_metrics_render(pg_obs_lock(r->obs), &n);
+        pg_obs_unlock(r->obs);
+        char tmp[4096];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        FILE *f = fopen(tmp, "w");
+        bool ok = f && fwrite(text, 1, n, f) == n;
+        if (f && fclose(f))
+                ok = false;
+        if (ok && rename(tmp, path))
+                ok = false;
+        if (ok)
+                LOG_INFO("event=metrics_written path=%s bytes=%zu", path, n);
+        else
+                LOG_ERROR("event=metrics_write_failed path=%s error=\"%s\"",
+                          path, strerror(errno));
+        free(text);
+}
+
 static void teardown(run_t *r)
 {
         pg_obs_free(r->obs); /* the server first: it reads what goes below */
@@ -2292,6 +2325,7 @@ int pg_cmd_run(int argc, char **argv)
                         rd_kafka_error_destroy(e);
         }
         summary(r);
+        metrics_file(r);
         teardown(r);
         return status;
 }

@@ -191,9 +191,13 @@ static void cluster_down(cluster_t *c)
 }
 
 /* posguard run on the cluster until it has read everything. */
+static char metrics_path[256];
+static void abortable_offset_commit(rd_kafka_mock_cluster_t *mc);
+
 static int run_posguard(const cluster_t *c, const char *txid)
 {
-        char bs[256], rules[300], tx[128];
+        char bs[256], rules[300], tx[128], mf[300];
+        snprintf(mf, sizeof(mf), "metrics.file=%s", metrics_path);
         snprintf(bs, sizeof(bs), "kafka.bootstrap.servers=%s", c->bootstrap);
         snprintf(rules, sizeof(rules), "rules=%s", rules_path);
         snprintf(tx, sizeof(tx), "transactional.id=%s", txid);
@@ -212,6 +216,8 @@ static int run_posguard(const cluster_t *c, const char *txid)
                         "clock=event",
                         "-X",
                         "http.listen=127.0.0.1:0",
+                        "-X",
+                        mf,
                         "-X",
                         "commit.interval.ms=50",
                         "-X",
@@ -294,6 +300,41 @@ static void assert_same(ids_t *want, ids_t *got)
                 assert_string_equal(want->v[i], got->v[i]);
 }
 
+/* The sum of a family's samples whose line starts with prefix, in the
+ * metrics file the run wrote at exit. */
+static double metric_sum(const char *prefix)
+{
+        FILE *f = fopen(metrics_path, "r");
+        assert_non_null(f);
+        char line[1024];
+        double sum = 0;
+        while (fgets(line, sizeof(line), f))
+                if (!strncmp(line, prefix, strlen(prefix)))
+                        sum += strtod(strrchr(line, ' ') + 1, NULL);
+        fclose(f);
+        return sum;
+}
+
+/* The run's metrics count what it committed: every alert and refund once,
+ * however many transactions aborted and were done again. */
+static void assert_metrics(const ids_t *want, bool aborted)
+{
+        int alerts = 0, refunds = 0;
+        for (int i = 0; i < want->n; i++) {
+                alerts += !strncmp(want->v[i], "al-", 3);
+                refunds += !strncmp(want->v[i], "rf-", 3);
+        }
+        assert_int_equal((int)metric_sum("posguard_alerts_total{"), alerts);
+        assert_int_equal((int)metric_sum("posguard_refunds_total{"), refunds);
+        double ab =
+            metric_sum("posguard_transactions_total{outcome=\"aborted\"}");
+        if (aborted)
+                assert_true(ab >= 1);
+        assert_true(
+            metric_sum("posguard_transactions_total{outcome=\"committed\"}") >=
+            1);
+}
+
 /* Run with errors pushed by inject, then compare. */
 static void run_case(void (*inject)(rd_kafka_mock_cluster_t *), int want_rc)
 {
@@ -301,6 +342,9 @@ static void run_case(void (*inject)(rd_kafka_mock_cluster_t *), int want_rc)
         cluster_up(&c);
         if (inject)
                 inject(c.mc);
+        snprintf(metrics_path, sizeof(metrics_path), "/tmp/pg-faults-%d.prom",
+                 (int)getpid());
+        remove(metrics_path);
         int rc = run_posguard(&c, "faults-1");
         assert_int_equal(rc, want_rc);
         if (want_rc == 0) {
@@ -312,6 +356,7 @@ static void run_case(void (*inject)(rd_kafka_mock_cluster_t *), int want_rc)
                 output_ids(&c, got, &dlq);
                 assert_same(want, got);
                 assert_true(dlq >= 1);
+                assert_metrics(want, inject == abortable_offset_commit);
                 free(want);
                 free(got);
         }
