@@ -292,10 +292,31 @@ typedef struct tk_merchant {
         int64_t term_min[TOPK_TERMINALS]; /* ...and when last alerting */
 } tk_merchant_t;
 
+#define TOPK_INDEX (2 * TOPK_MERCHANTS) /* open addressing, half full */
+
 struct pg_topk {
         tk_merchant_t *m;
         size_t n;
+        uint16_t idx[TOPK_INDEX]; /* merchant index + 1; 0: empty */
 };
+
+static uint64_t fnv(const char *s);
+
+/* Where id is in the index, or the empty slot where it would go. */
+static size_t tk_slot(const pg_topk_t *t, const char *id)
+{
+        size_t j = (size_t)fnv(id) & (TOPK_INDEX - 1);
+        while (t->idx[j] && strcmp(t->m[t->idx[j] - 1].id, id))
+                j = (j + 1) & (TOPK_INDEX - 1);
+        return j;
+}
+
+static void tk_reindex(pg_topk_t *t)
+{
+        memset(t->idx, 0, sizeof(t->idx));
+        for (size_t i = 0; i < t->n; i++)
+                t->idx[tk_slot(t, t->m[i].id)] = (uint16_t)(i + 1);
+}
 
 pg_topk_t *pg_topk_new(void)
 {
@@ -338,12 +359,13 @@ void pg_topk_add(pg_topk_t *t, const char *merchant, const char *terminal,
                  int64_t now_ms)
 {
         int64_t minute = now_ms / 60000;
-        tk_merchant_t *m = NULL;
-        for (size_t i = 0; i < t->n && !m; i++)
-                if (!strcmp(t->m[i].id, merchant))
-                        m = &t->m[i];
+        char id[sizeof(t->m[0].id)];
+        snprintf(id, sizeof(id), "%s", merchant);
+        size_t j = tk_slot(t, id);
+        tk_merchant_t *m = t->idx[j] ? &t->m[t->idx[j] - 1] : NULL;
         if (!m) {
-                if (t->n < TOPK_MERCHANTS) {
+                bool evicted = t->n == TOPK_MERCHANTS;
+                if (!evicted) {
                         m = &t->m[t->n++];
                 } else { /* the quietest in the window makes room */
                         m = &t->m[0];
@@ -353,9 +375,13 @@ void pg_topk_add(pg_topk_t *t, const char *merchant, const char *terminal,
                                         m = &t->m[i];
                 }
                 memset(m, 0, sizeof(*m));
-                snprintf(m->id, sizeof(m->id), "%s", merchant);
+                snprintf(m->id, sizeof(m->id), "%s", id);
                 for (int i = 0; i < PG_TOPK_WINDOW_MIN; i++)
                         m->minute[i] = INT64_MIN / 2;
+                if (evicted) /* rare: the index is rebuilt */
+                        tk_reindex(t);
+                else
+                        t->idx[j] = (uint16_t)(m - t->m + 1);
         }
         int s = (int)(minute % PG_TOPK_WINDOW_MIN);
         if (m->minute[s] != minute) {

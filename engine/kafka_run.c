@@ -132,9 +132,16 @@ static void rk_log(const rd_kafka_t *rk, int level, const char *fac,
 
 typedef struct run run_t;
 
-/* Dashboard events (JSON lines) waiting for their transaction's commit. */
+/* A dashboard event waiting for its transaction's commit: an output as
+ * JSON, and for an alert the ids the top merchants count. */
+typedef struct ev {
+        const char *type; /* "alert" or "refund" (static) */
+        char *json;
+        char merchant[PG_STR_MAX + 1], terminal[PG_STR_MAX + 1];
+} ev_t;
+
 typedef struct evlist {
-        char **ev; /* "type\tjson" */
+        ev_t *ev;
         size_t n, cap;
         uint64_t dropped; /* past EV_MAX: counted, not kept */
 } evlist_t;
@@ -294,48 +301,47 @@ static void on_hup(int sig)
  * again when they are processed again). kafka_obs.h names the metrics.
  * ------------------------------------------------------------------- */
 
-static void ev_add(evlist_t *l, const char *type, const char *json, size_t n)
+/* Append e (its json now l's), or count it dropped past EV_MAX. */
+static void ev_push(evlist_t *l, const ev_t *e)
 {
         if (l->n >= EV_MAX) {
                 l->dropped++;
+                free(e->json);
                 return;
         }
         if (l->n == l->cap) {
                 l->cap = l->cap ? 2 * l->cap : 16;
                 l->ev = pg_xrealloc(l->ev, l->cap * sizeof(*l->ev));
         }
-        size_t tl = strlen(type);
-        char *e = pg_xmalloc(tl + 1 + n + 1);
-        memcpy(e, type, tl);
-        e[tl] = '\t';
-        memcpy(e + tl + 1, json, n);
-        e[tl + 1 + n] = '\0';
-        l->ev[l->n++] = e;
+        l->ev[l->n++] = *e;
+}
+
+/* An output's event: json is n bytes (no newline), copied. */
+static void ev_add(evlist_t *l, const char *type, const char *json, size_t n,
+                   const char *merchant, const char *terminal)
+{
+        ev_t e = {type, pg_xmalloc(n + 1), "", ""};
+        memcpy(e.json, json, n);
+        e.json[n] = '\0';
+        snprintf(e.merchant, sizeof(e.merchant), "%s",
+                 merchant ? merchant : "");
+        snprintf(e.terminal, sizeof(e.terminal), "%s",
+                 terminal ? terminal : "");
+        ev_push(l, &e);
 }
 
 static void ev_clear(evlist_t *l)
 {
         for (size_t i = 0; i < l->n; i++)
-                free(l->ev[i]);
+                free(l->ev[i].json);
         l->n = 0;
         l->dropped = 0;
 }
 
 static void ev_move(evlist_t *dst, evlist_t *src)
 {
-        for (size_t i = 0; i < src->n; i++) {
-                if (dst->n >= EV_MAX) {
-                        dst->dropped++;
-                        free(src->ev[i]);
-                        continue;
-                }
-                if (dst->n == dst->cap) {
-                        dst->cap = dst->cap ? 2 * dst->cap : 16;
-                        dst->ev =
-                            pg_xrealloc(dst->ev, dst->cap * sizeof(char *));
-                }
-                dst->ev[dst->n++] = src->ev[i];
-        }
+        for (size_t i = 0; i < src->n; i++)
+                ev_push(dst, &src->ev[i]);
         dst->dropped += src->dropped;
         src->n = 0;
         src->dropped = 0;
@@ -374,8 +380,9 @@ static double major_units(int64_t minor, const char *currency)
         return v;
 }
 
-/* An alert p's thread just published (p->obuf is free again). */
-static void obs_alert(part_t *p, const pg_alert_t *a)
+/* An alert p's thread just published. json: its JSON in p->obuf when the
+ * output format is JSON (n bytes, the newline included), else NULL. */
+static void obs_alert(part_t *p, const pg_alert_t *a, const char *json, int n)
 {
         run_t *r = p->run;
         if (!r->obs)
@@ -391,20 +398,16 @@ static void obs_alert(part_t *p, const pg_alert_t *a)
         }
         pg_metrics_observe(p->m, M_DETECTION, NULL,
                            (double)(wall_ms() - a->event_time) / 1000.0);
-        int n = pg_codec_json_alert(p->obuf, sizeof(p->obuf), a);
-        if (n > 1) {
-                /* the ids for the top merchants, kept beside the JSON
-                 * ("alert\tMERCHANT\x1fTERMINAL\tjson": ids never hold
-                 * control characters) */
-                char type[PG_STR_MAX * 2 + 16];
-                snprintf(type, sizeof(type), "alert\t%s\x1f%s",
-                         a->merchant_id ? a->merchant_id : "",
-                         a->terminal_id ? a->terminal_id : "");
-                ev_add(&p->ev, type, p->obuf, (size_t)n - 1);
+        if (!json) {
+                n = pg_codec_json_alert(p->obuf, sizeof(p->obuf), a);
+                json = p->obuf;
         }
+        if (n > 1)
+                ev_add(&p->ev, "alert", json, (size_t)n - 1, a->merchant_id,
+                       a->terminal_id);
 }
 
-static void obs_refund(part_t *p, const pg_refund_t *f)
+static void obs_refund(part_t *p, const pg_refund_t *f, const char *json, int n)
 {
         run_t *r = p->run;
         if (!r->obs)
@@ -413,9 +416,12 @@ static void obs_refund(part_t *p, const pg_refund_t *f)
         const char *l[] = {f->rule_id, f->reason, cur};
         pg_metrics_add(p->m, M_REFUNDS, l, 1);
         pg_metrics_add(p->m, M_REFUND_AMOUNT, l, major_units(f->amount, cur));
-        int n = pg_codec_json_refund(p->obuf, sizeof(p->obuf), f);
+        if (!json) {
+                n = pg_codec_json_refund(p->obuf, sizeof(p->obuf), f);
+                json = p->obuf;
+        }
         if (n > 1)
-                ev_add(&p->ev, "refund", p->obuf, (size_t)n - 1);
+                ev_add(&p->ev, "refund", json, (size_t)n - 1, NULL, NULL);
 }
 
 /* After a batch (consumer thread): p's counts into the staging of the
@@ -486,19 +492,12 @@ static void obs_committed(run_t *r, int64_t dt_ms)
         pg_metrics_observe(m, M_COMMIT, NULL, (double)dt_ms / 1000.0);
         pg_obs_unlock(r->obs);
         pg_metrics_clear(r->m_commit);
+        int64_t now = wall_ms();
         for (size_t i = 0; i < r->ev_commit.n; i++) {
-                char *e = r->ev_commit.ev[i];
-                char *json = strrchr(e, '\t'); /* JSON has no raw tab */
-                *json++ = '\0';
-                char *ids = strchr(e, '\t');
-                if (ids)
-                        *ids++ = '\0';
-                pg_obs_publish(r->obs, e, json, strlen(json));
-                char *us = ids ? strchr(ids, '\x1f') : NULL;
-                if (us && r->topk) {
-                        *us = '\0';
-                        pg_topk_add(r->topk, ids, us + 1, wall_ms());
-                }
+                const ev_t *e = &r->ev_commit.ev[i];
+                pg_obs_publish(r->obs, e->type, e->json, strlen(e->json));
+                if (!strcmp(e->type, "alert") && r->topk)
+                        pg_topk_add(r->topk, e->merchant, e->terminal, now);
         }
         ev_clear(&r->ev_commit);
         pg_metrics_merge(r->m_open, r->m_held);
@@ -745,7 +744,7 @@ static void sink_alert(void *opaque, const pg_alert_t *a)
         publish(p, r->alerts_topic, a->merchant_id, n, hdr, 5, "alert",
                 a->alert_id);
         p->c.alerts++;
-        obs_alert(p, a);
+        obs_alert(p, a, r->out_format == FMT_JSON ? p->obuf : NULL, n);
 }
 
 static void sink_refund(void *opaque, const pg_refund_t *f)
@@ -762,7 +761,7 @@ static void sink_refund(void *opaque, const pg_refund_t *f)
         publish(p, r->refunds_topic, f->merchant_id, n, hdr, 3, "refund",
                 f->refund_id);
         p->c.refunds++;
-        obs_refund(p, f);
+        obs_refund(p, f, r->out_format == FMT_JSON ? p->obuf : NULL, n);
 }
 
 static void dead_letter(part_t *p, const rd_kafka_message_t *m,

@@ -104,21 +104,33 @@ static bool same(const series_t *s, int fam, const char *const *lv, int nl)
         return true;
 }
 
+/* Where (fam, lv) is in the index, or the empty slot where it goes; the
+ * label values with absent ones as "" in v, their hash in *h. */
+static size_t find(const pg_metrics_t *m, int fam, const char *const *lv,
+                   const char **v, uint64_t *h)
+{
+        int nl = nlabels(&m->fams[fam]);
+        for (int i = 0; i < nl; i++)
+                v[i] = lv && lv[i] ? lv[i] : "";
+        *h = hash_of(fam, v, nl);
+        size_t j = (size_t)*h & (m->icap - 1);
+        for (; m->idx[j]; j = (j + 1) & (m->icap - 1)) {
+                const series_t *s = &m->s[m->idx[j] - 1];
+                if (s->hash == *h && same(s, fam, v, nl))
+                        break;
+        }
+        return j;
+}
+
 /* The series of (fam, lv), created when absent. */
 static series_t *get(pg_metrics_t *m, int fam, const char *const *lv)
 {
         const pg_mfamily_t *f = &m->fams[fam];
-        int nl = nlabels(f);
         const char *v[PG_M_MAX_LABELS];
-        for (int i = 0; i < nl; i++)
-                v[i] = lv && lv[i] ? lv[i] : "";
-        uint64_t h = hash_of(fam, v, nl);
-        size_t j = (size_t)h & (m->icap - 1);
-        for (; m->idx[j]; j = (j + 1) & (m->icap - 1)) {
-                series_t *s = &m->s[m->idx[j] - 1];
-                if (s->hash == h && same(s, fam, v, nl))
-                        return s;
-        }
+        uint64_t h;
+        size_t j = find(m, fam, lv, v, &h);
+        if (m->idx[j])
+                return &m->s[m->idx[j] - 1];
         if (m->n == m->cap) {
                 m->cap = m->cap ? 2 * m->cap : 16;
                 m->s = pg_xrealloc(m->s, m->cap * sizeof(*m->s));
@@ -127,7 +139,7 @@ static series_t *get(pg_metrics_t *m, int fam, const char *const *lv)
         memset(s, 0, sizeof(*s));
         s->fam = fam;
         s->hash = h;
-        for (int i = 0; i < nl; i++)
+        for (int i = 0; i < nlabels(f); i++)
                 s->lv[i] = strdup(v[i]);
         if (f->type == PG_M_HISTOGRAM)
                 s->hist = pg_xcalloc((size_t)f->nbuckets + 1, sizeof(double));
@@ -206,19 +218,10 @@ bool pg_metrics_empty(const pg_metrics_t *m)
 
 double pg_metrics_get(const pg_metrics_t *m, int fam, const char *const *labels)
 {
-        const pg_mfamily_t *f = &m->fams[fam];
-        int nl = nlabels(f);
         const char *v[PG_M_MAX_LABELS];
-        for (int i = 0; i < nl; i++)
-                v[i] = labels && labels[i] ? labels[i] : "";
-        uint64_t h = hash_of(fam, v, nl);
-        for (size_t j = (size_t)h & (m->icap - 1); m->idx[j];
-             j = (j + 1) & (m->icap - 1)) {
-                const series_t *s = &m->s[m->idx[j] - 1];
-                if (s->hash == h && same(s, fam, v, nl))
-                        return s->v;
-        }
-        return 0;
+        uint64_t h;
+        size_t j = find(m, fam, labels, v, &h);
+        return m->idx[j] ? m->s[m->idx[j] - 1].v : 0;
 }
 
 void pg_metrics_each(const pg_metrics_t *m, int fam,

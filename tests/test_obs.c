@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kafka_obs.h"
 #include "obs_http.h"
 #include "obs_metrics.h"
 
@@ -329,10 +330,48 @@ static void http_stream_limit(void **state)
         pg_obs_free(o);
 }
 
+/* Top merchants: counted in the window, most first, ties by id, one entry
+ * per merchant however many come and go (the quietest is evicted). */
+static void top_merchants(void **state)
+{
+        pg_topk_t *t = pg_topk_new();
+        int64_t now = 1000LL * 60000;
+        for (int i = 0; i < 5; i++)
+                pg_topk_add(t, "M-big", i % 2 ? "T1" : "T2", now);
+        for (int i = 0; i < 3; i++)
+                pg_topk_add(t, "M-mid", "T9", now);
+        char id[32];
+        for (int i = 0; i < 10000; i++) { /* far more than it keeps */
+                snprintf(id, sizeof(id), "M-one-%05d", i);
+                pg_topk_add(t, id, "T", now);
+        }
+        pg_topk_add(t, "M-mid", "T9", now); /* still found, not doubled */
+        pg_topk_row_t top[PG_TOPK_N];
+        size_t n = pg_topk_top(t, now, top, PG_TOPK_N);
+        assert_int_equal(n, PG_TOPK_N);
+        assert_string_equal(top[0].merchant, "M-big");
+        assert_int_equal(top[0].alerts, 5);
+        assert_int_equal(top[0].terminals, 2);
+        assert_string_equal(top[1].merchant, "M-mid");
+        assert_int_equal(top[1].alerts, 4);
+        assert_int_equal(top[1].terminals, 1);
+        for (size_t i = 2; i < n; i++) {
+                assert_int_equal(top[i].alerts, 1);
+                assert_true(strcmp(top[i - 1].merchant, top[i].merchant) < 0 ||
+                            i == 2);
+        }
+        /* out of the window: gone */
+        assert_int_equal(
+            pg_topk_top(t, now + PG_TOPK_WINDOW_MIN * 60000LL, top, PG_TOPK_N),
+            0);
+        pg_topk_free(t);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(exposition),
+            cmocka_unit_test(top_merchants),
             cmocka_unit_test(merge_reset_clear),
             cmocka_unit_test(http_endpoints),
             cmocka_unit_test(http_live_stream),
