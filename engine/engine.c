@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "rules_expr.h"
+#include "util_time.h"
 
 static const char *const finding_names[PG_FIND__COUNT] = {
     "retry_duplicate",
@@ -165,13 +166,6 @@ bool pg_engine_cancelled(pg_engine_t *e, pg_key_t rrn_key, int64_t t)
         return f && f->has_cancel && f->cancel_at <= t;
 }
 
-static int64_t wall_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void pg_engine_alert_init(pg_engine_t *e, pg_alert_t *a, const pg_rule_t *r,
                           pg_finding_t f, const char *finding_name,
                           const pg_record_t *rec)
@@ -282,7 +276,7 @@ static void feed_incidents(pg_engine_t *e, pg_finding_t f, const pg_rule_t *by)
 void pg_engine_emit_alert(pg_engine_t *e, pg_alert_t *a, pg_finding_t f,
                           const pg_rule_t *r)
 {
-        a->detected_at = e->conf.event_clock ? e->now : wall_ms();
+        a->detected_at = e->conf.event_clock ? e->now : pg_wall_ms();
         if (r->cooldown_ms && e->cur_rec && (int)f < PG_FIND_REFUND_BLOCKED &&
             cooled_down(e, a, r))
                 return;

@@ -83,6 +83,7 @@
 #include "rules.h"
 #include "util_log.h"
 #include "util_mem.h"
+#include "util_time.h"
 
 enum { FMT_PROTOBUF = 0, FMT_JSON = 1 };
 static const char *const format_names[] = {"protobuf", "json", NULL};
@@ -95,20 +96,6 @@ static const char *const format_names[] = {"protobuf", "json", NULL};
 /* ---------------------------------------------------------------------
  * Logging: logfmt or JSON lines on stderr (util_log.h)
  * ------------------------------------------------------------------- */
-
-static int64_t wall_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 #define LOG_INFO(...) pg_log(PG_LOG_INFO, __VA_ARGS__)
 #define LOG_WARN(...) pg_log(PG_LOG_WARN, __VA_ARGS__)
@@ -397,7 +384,7 @@ static void obs_alert(part_t *p, const pg_alert_t *a, const char *json, int n)
                                major_units(a->amount, cur));
         }
         pg_metrics_observe(p->m, M_DETECTION, NULL,
-                           (double)(wall_ms() - a->event_time) / 1000.0);
+                           (double)(pg_wall_ms() - a->event_time) / 1000.0);
         if (!json) {
                 n = pg_codec_json_alert(p->obuf, sizeof(p->obuf), a);
                 json = p->obuf;
@@ -492,7 +479,7 @@ static void obs_committed(run_t *r, int64_t dt_ms)
         pg_metrics_observe(m, M_COMMIT, NULL, (double)dt_ms / 1000.0);
         pg_obs_unlock(r->obs);
         pg_metrics_clear(r->m_commit);
-        int64_t now = wall_ms();
+        int64_t now = pg_wall_ms();
         for (size_t i = 0; i < r->ev_commit.n; i++) {
                 const ev_t *e = &r->ev_commit.ev[i];
                 pg_obs_publish(r->obs, e->type, e->json, strlen(e->json));
@@ -1152,9 +1139,17 @@ static void *committer_main(void *arg)
                         return NULL;
                 r->cm_err =
                     commit_work(r, r->cm_offs, r->cm_group, &r->cm_what);
-                r->cm_t1 = mono_ms(); /* published by the post */
+                r->cm_t1 = pg_mono_ms(); /* published by the post */
                 sem_post(&r->cm_done);
         }
+}
+
+/* The commit in flight has returned: finish it on this thread. */
+static int commit_finish(run_t *r)
+{
+        r->committing = false;
+        return commit_done(r, r->cm_offs, r->cm_group, r->cm_err, r->cm_what,
+                           r->cm_t0, r->cm_t1);
 }
 
 /* Wait for a commit in flight, if any, and finish it. */
@@ -1164,19 +1159,14 @@ static int commit_wait(run_t *r)
                 return TXN_OK;
         while (sem_wait(&r->cm_done))
                 ;
-        r->committing = false;
-        return commit_done(r, r->cm_offs, r->cm_group, r->cm_err, r->cm_what,
-                           r->cm_t0, r->cm_t1);
+        return commit_finish(r);
 }
 
 /* Finish the commit in flight if it has returned; never waits. */
 static void commit_poll(run_t *r)
 {
-        if (r->committing && sem_trywait(&r->cm_done) == 0) {
-                r->committing = false;
-                commit_done(r, r->cm_offs, r->cm_group, r->cm_err, r->cm_what,
-                            r->cm_t0, r->cm_t1);
-        }
+        if (r->committing && sem_trywait(&r->cm_done) == 0)
+                commit_finish(r);
 }
 
 /* Commit the open transaction, on the committer thread when one runs
@@ -1194,7 +1184,7 @@ static int txn_commit_mode(run_t *r, bool wait)
                 return txn_abort(r, "a produce failed");
         if (!r->dirty)
                 return TXN_OK;
-        int64_t t0 = mono_ms();
+        int64_t t0 = pg_mono_ms();
         rd_kafka_topic_partition_list_t *offs = offsets_now(r);
         rd_kafka_consumer_group_metadata_t *g =
             rd_kafka_consumer_group_metadata(r->consumer);
@@ -1211,7 +1201,7 @@ static int txn_commit_mode(run_t *r, bool wait)
         }
         const char *what = NULL;
         rd_kafka_error_t *e = commit_work(r, offs, g, &what);
-        return commit_done(r, offs, g, e, what, t0, mono_ms());
+        return commit_done(r, offs, g, e, what, t0, pg_mono_ms());
 }
 
 /* Send the offsets of every partition that moved, then commit, and wait. */
@@ -1267,7 +1257,7 @@ static void rules_event(run_t *r, const char *type, const pg_ruleset_t *now,
                 return;
         commit_wait(r); /* produced here, into an open transaction */
         char t[40], buf[2048];
-        pg_time_format(wall_ms(), t, sizeof(t));
+        pg_time_format(pg_wall_ms(), t, sizeof(t));
         int n = snprintf(buf, sizeof(buf),
                          "{\"type\":\"%s\",\"at\":\"%s\",\"path\":\"%s\","
                          "\"version\":\"%s\",\"hash\":\"%s\"",
@@ -1801,7 +1791,7 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                 r->m_commit = pg_metrics_new(pg_run_families, M__COUNT);
                 r->topk = pg_topk_new();
                 pg_metrics_set(pg_obs_lock(r->obs), M_START, NULL,
-                               (double)wall_ms() / 1000.0);
+                               (double)pg_wall_ms() / 1000.0);
                 pg_obs_unlock(r->obs);
                 if (listen[0])
                         LOG_INFO("event=http_listening url=%s "
@@ -2005,7 +1995,7 @@ static void obs_refresh(run_t *r, bool force)
         pg_metrics_reset_family(m, M_TOP_TERMINALS);
         if (r->topk) {
                 pg_topk_row_t top[PG_TOPK_N];
-                size_t nt = pg_topk_top(r->topk, wall_ms(), top, PG_TOPK_N);
+                size_t nt = pg_topk_top(r->topk, pg_wall_ms(), top, PG_TOPK_N);
                 for (size_t i = 0; i < nt; i++) {
                         char rank[24];
                         snprintf(rank, sizeof(rank), "%zu", i + 1);
@@ -2063,7 +2053,7 @@ static void obs_refresh(run_t *r, bool force)
         pg_metrics_set(m, M_RULES_INFO, rl, 1);
         static char stats[16384];
         size_t n = pg_run_stats_json(stats, sizeof(stats), m, r->rules,
-                                     wall_ms(), ready, ready ? "" : why);
+                                     pg_wall_ms(), ready, ready ? "" : why);
         pg_obs_unlock(r->obs);
         pg_obs_heartbeat(r->obs, ready, why);
         pg_obs_stats(r->obs, stats, n);
@@ -2250,12 +2240,12 @@ int pg_cmd_run(int argc, char **argv)
                 return 69;
         }
         txn_begin(r);
-        r->last_commit = mono_ms();
-        r->last_message = mono_ms();
+        r->last_commit = pg_mono_ms();
+        r->last_message = pg_mono_ms();
         while (!stop_requested && !r->fatal) {
                 /* a batch: wait for the first message only */
                 r->batch_n = 0;
-                int64_t t_poll = mono_ms();
+                int64_t t_poll = pg_mono_ms();
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 50);
                 while (m) {
                         r->batch[r->batch_n++] = m;
@@ -2265,14 +2255,14 @@ int pg_cmd_run(int argc, char **argv)
                 }
                 /* clock reads: per batch (up to BATCH_MAX messages),
                  * never per message */
-                r->now = mono_ms();
+                r->now = pg_mono_ms();
                 if (!r->batch_n)
                         r->c.empty_polls++;
                 if (r->batch_n) {
                         r->c.poll_ms += (uint64_t)(r->now - t_poll);
                         r->c.batches++;
                         run_pending(r);
-                        int64_t t_done = mono_ms();
+                        int64_t t_done = pg_mono_ms();
                         r->c.process_ms += (uint64_t)(t_done - r->now);
                         obs_observe(r, M_BATCH,
                                     (double)(t_done - r->now) / 1000.0);

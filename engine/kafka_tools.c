@@ -31,6 +31,7 @@
 #include "kafka_conf.h"
 #include "kafka_run.h"
 #include "source_file.h"
+#include "util_time.h"
 
 static volatile sig_atomic_t tools_stop;
 
@@ -38,20 +39,6 @@ static void tools_signal(int sig)
 {
         (void)sig;
         tools_stop = 1;
-}
-
-static int64_t mono_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sleep_ms(int64_t ms)
@@ -248,7 +235,7 @@ int pg_cmd_produce(int argc, char **argv)
         size_t len;
         bool too_long;
         uint64_t sent = 0, raw = 0;
-        int64_t t0 = mono_ms();
+        int64_t t0 = pg_mono_ms();
         int64_t max_lag = 0, lag_sum = 0, lag_n = 0; /* --pace-event */
         while (!tools_stop &&
                (rc = pg_source_file_next(src, &line, &len, &too_long, err,
@@ -276,7 +263,7 @@ int pg_cmd_produce(int argc, char **argv)
                 /* pace: wait for the record's event time, unless it is
                  * more than a minute ahead (sent at once, not waited for) */
                 if (ok && a.pace_event) {
-                        int64_t ahead = rec.event_time - wall_ms();
+                        int64_t ahead = rec.event_time - pg_wall_ms();
                         if (ahead <= 60000)
                                 sleep_ms(ahead);
                         /* how far behind its event time a record went */
@@ -310,7 +297,7 @@ int pg_cmd_produce(int argc, char **argv)
                 rd_kafka_poll(p, 0);
                 if (a.rate > 0) {
                         int64_t due = t0 + (int64_t)(sent * 1000 / a.rate);
-                        sleep_ms(due - mono_ms());
+                        sleep_ms(due - pg_mono_ms());
                 }
         }
         if (rc < 0)
@@ -457,12 +444,12 @@ int pg_cmd_watch(int argc, char **argv)
         signal(SIGTERM, tools_signal);
         setvbuf(stdout, NULL, _IOLBF, 0);
         int64_t n = 0, alerts = 0, refunds = 0, undecodable = 0;
-        int64_t last = mono_ms(), first = 0;
+        int64_t last = pg_mono_ms(), first = 0;
         while (!tools_stop && (a.count <= 0 || n < a.count)) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
                 if (!m) {
                         if (a.idle_exit_ms >= 0 &&
-                            mono_ms() - last >= a.idle_exit_ms)
+                            pg_mono_ms() - last >= a.idle_exit_ms)
                                 break;
                         continue;
                 }
@@ -473,7 +460,7 @@ int pg_cmd_watch(int argc, char **argv)
                         rd_kafka_message_destroy(m);
                         continue;
                 }
-                last = mono_ms();
+                last = pg_mono_ms();
                 if (!first)
                         first = last;
                 if (a.topic) {

@@ -22,6 +22,7 @@
 
 #include "util_log.h"
 #include "util_mem.h"
+#include "util_time.h"
 
 extern const unsigned char pg_dashboard_html[];
 extern const size_t pg_dashboard_html_len;
@@ -52,13 +53,6 @@ struct pg_obs {
         int streams;        /* open event streams */
         bool stopping;
 };
-
-static int64_t mono_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 pg_obs_t *pg_obs_new(const pg_mfamily_t *fams, int nfams)
 {
@@ -107,7 +101,7 @@ void pg_obs_unlock(pg_obs_t *o)
 void pg_obs_heartbeat(pg_obs_t *o, bool ready, const char *why)
 {
         pthread_mutex_lock(&o->mu);
-        o->beat_ms = mono_ms();
+        o->beat_ms = pg_mono_ms();
         if (!o->failed) {
                 o->ready = ready;
                 snprintf(o->why, sizeof(o->why), "%s", ready ? "" : why);
@@ -187,7 +181,7 @@ static enum MHD_Result health(pg_obs_t *o, struct MHD_Connection *c,
         char msg[320];
         unsigned code;
         pthread_mutex_lock(&o->mu);
-        int64_t age = o->beat_ms ? mono_ms() - o->beat_ms : -1;
+        int64_t age = o->beat_ms ? pg_mono_ms() - o->beat_ms : -1;
         if (o->failed) {
                 code = MHD_HTTP_SERVICE_UNAVAILABLE;
                 snprintf(msg, sizeof(msg), "failed: %s\n", o->why);

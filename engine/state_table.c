@@ -158,6 +158,7 @@ void *pg_table_upsert(pg_table_t *t, pg_key_t k, int64_t now, int64_t expire_at,
         }
         /* a new entry: its share of the sweep first (the sweep moves
          * slots), and at the load limit a full pass before growing */
+        size_t before = t->count, cap = t->cap;
         sweep(t, now, SWEEP_STEP);
         t->created++;
         if ((t->count + 1) * 4 > t->cap * 3) {
@@ -171,8 +172,10 @@ void *pg_table_upsert(pg_table_t *t, pg_key_t k, int64_t now, int64_t expire_at,
                     (t->count + 1) * 8 > t->cap * 7)
                         return NULL;
         }
-        i = find(t, k);
-        s = slot_at(t, i);
+        if (t->count != before || t->cap != cap) { /* slots moved */
+                i = find(t, k);
+                s = slot_at(t, i);
+        }
         if (expire_at < t->earliest)
                 t->earliest = expire_at;
         s->key = k;

@@ -12,6 +12,7 @@
 
 #include "codec_json.h"
 #include "util_text.h"
+#include "util_time.h"
 
 static pg_log_format_t log_format = PG_LOG_LOGFMT;
 static pg_log_level_t log_min = PG_LOG_INFO;
@@ -149,11 +150,8 @@ void pg_log(pg_log_level_t lv, const char *fmt, ...)
         static const char *const names[] = {"info", "warn", "error"};
         if (lv < log_min)
                 return;
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
         char ts[40];
-        pg_time_format((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, ts,
-                       sizeof(ts));
+        pg_time_format(pg_wall_ms(), ts, sizeof(ts));
         char msg[1024], line[2048];
         va_list ap;
         va_start(ap, fmt);

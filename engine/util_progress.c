@@ -2,25 +2,19 @@
  * util_progress.c - see util_progress.h.
  */
 #include "util_progress.h"
+#include "util_time.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void pg_progress_start(pg_progress_t *p, const char *what, uint64_t total)
 {
         p->on = isatty(STDERR_FILENO) && !getenv("PG_NO_PROGRESS");
         p->what = what;
         p->total = total;
-        p->t0 = p->last = now_ms();
+        p->t0 = p->last = pg_mono_ms();
         p->calls = 0;
 }
 
@@ -28,7 +22,7 @@ void pg_progress_update(pg_progress_t *p, uint64_t records, uint64_t done)
 {
         if (!p->on || (++p->calls & 1023))
                 return;
-        int64_t t = now_ms();
+        int64_t t = pg_mono_ms();
         if (t - p->last < 200)
                 return;
         p->last = t;
@@ -50,7 +44,7 @@ void pg_progress_step(pg_progress_t *p, uint64_t i, const char *note)
 {
         if (!p->on)
                 return;
-        int64_t t = now_ms();
+        int64_t t = pg_mono_ms();
         p->last = t;
         char tail[64] = "";
         if (p->total && i && i <= p->total) {

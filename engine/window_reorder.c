@@ -22,6 +22,7 @@ struct pg_reorder {
         size_t n, heap_cap;
         pg_record_t **run; /* ring of run_cap: run_head .. run_head+run_n */
         size_t run_head, run_n, run_cap;
+        int64_t run_last_t; /* event time of the run's newest record */
         pg_record_t **free_stack;
         size_t nfree, free_cap;
         pg_record_t **chunks;
@@ -99,10 +100,11 @@ pg_record_t *pg_reorder_push(pg_reorder_t *r, const pg_record_t *rec,
         pg_record_t *slot = r->free_stack[--r->nfree];
         memcpy(slot, rec, sizeof(*slot));
         slot->seq = seq;
-        if (!r->run_n ||
-            slot->event_time >=
-                r->run[(r->run_head + r->run_n - 1) % r->run_cap]->event_time) {
-                r->run[(r->run_head + r->run_n++) % r->run_cap] = slot;
+        if (!r->run_n || slot->event_time >= r->run_last_t) {
+                /* the ring's size is no power of two: wrap without % */
+                size_t at = r->run_head + r->run_n++;
+                r->run[at >= r->run_cap ? at - r->run_cap : at] = slot;
+                r->run_last_t = slot->event_time;
                 return slot;
         }
         size_t i = r->n++;
@@ -134,7 +136,8 @@ pg_record_t *pg_reorder_pop(pg_reorder_t *r)
 {
         if (run_first(r)) {
                 pg_record_t *top = r->run[r->run_head];
-                r->run_head = (r->run_head + 1) % r->run_cap;
+                if (++r->run_head == r->run_cap)
+                        r->run_head = 0;
                 r->run_n--;
                 return top;
         }
