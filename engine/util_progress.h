@@ -3,7 +3,8 @@
  * a terminal: records, records/s, % done and time left when the total is
  * known, on one line of stderr rewritten at most five times a second.
  * Quiet when stderr is not a terminal (logs, CI, pipes) or when
- * PG_NO_PROGRESS is set; the line is cleared at the end, so what a command
+ * PG_NO_PROGRESS is set (PG_PROGRESS_MS sets the least time between two
+ * redraws); the line is cleared at the end, so what a command
  * prints after it is unchanged.
  */
 #ifndef PG_UTIL_PROGRESS_H
@@ -17,6 +18,7 @@ typedef struct pg_progress {
         const char *what;
         uint64_t total;   /* units of done (bytes, records); 0: unknown */
         int64_t t0, last; /* ms, monotonic */
+        int64_t interval_ms;
         uint32_t calls;
 } pg_progress_t;
 
