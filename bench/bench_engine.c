@@ -15,14 +15,18 @@
  * arrive from Kafka.
  *
  * Measurements, each over all records, best (least time) of K repeats:
- *   decode             pg_codec_pb_parse of every record, one arena reset
- *                      per record: the decode cost alone.
+ *   decode             pg_codec_pb_parse of every record: the decode cost
+ *                      alone.
  *   engine_no_rules    decode + pg_engine_push + pg_engine_flush on a rule
  *                      set with the file's settings and no active rule:
  *                      transport dedupe, reorder buffer, facts, refund heap.
  *   rule:ID            the same with only rule ID (one row per active rule,
  *                      in file order).
  *   engine_all_rules   the same with the whole rule file.
+ *   pipeline:Pp:Tt     the parallel engine (pipeline.h), all rules.
+ *   decode_protobuf_c  pg_codec_pb_parse_reference (numbers from
+ *                      protobuf-c's unpacking, one arena reset per record):
+ *                      what decode cost before the wire-only decoder.
  * The timed part of an engine run is decode, push and flush; pg_engine_new
  * and pg_engine_free are outside it. The sink only counts alerts and
  * refunds, so no output is formatted. pg_engine_conf_t: defaults plus
@@ -199,25 +203,30 @@ typedef struct run_counts {
         double seconds; /* decode + push + flush */
 } run_counts_t;
 
-/* One arena per thread of work; a record never needs more than
+/* One arena for the reference decoder; a record never needs more than
  * PG_PB_ARENA_MIN (codec_pb.h), the rest is alignment slack. */
 typedef struct arena_buf {
         _Alignas(max_align_t) unsigned char b[PG_PB_ARENA_MIN + 64];
 } arena_buf_t;
 
-/* Decode record i of in into rec (the arena reset first). */
+/* Decode record i of in into rec; with an arena, by the reference decoder
+ * (the arena reset first). */
 static bool decode_at(const encoded_t *in, size_t i, pg_pb_arena_t *arena,
                       pg_record_t *rec)
 {
         const char *field;
         char why[256];
+        const unsigned char *p = in->data + in->off[i];
+        if (!arena)
+                return pg_codec_pb_parse(p, in->size[i], rec, &field, why,
+                                         sizeof(why)) == PG_REJ_NONE;
         pg_pb_arena_reset(arena);
-        return pg_codec_pb_parse(arena, in->data + in->off[i], in->size[i], rec,
-                                 &field, why, sizeof(why)) == PG_REJ_NONE;
+        return pg_codec_pb_parse_reference(arena, p, in->size[i], rec, &field,
+                                           why, sizeof(why)) == PG_REJ_NONE;
 }
 
-/* Decode records [from, to) only. */
-static void run_decode(const encoded_t *in, size_t from, size_t to,
+/* Decode records [from, to) only, by the reference decoder when ref. */
+static void run_decode(const encoded_t *in, size_t from, size_t to, bool ref,
                        run_counts_t *out)
 {
         static arena_buf_t abuf;
@@ -228,7 +237,7 @@ static void run_decode(const encoded_t *in, size_t from, size_t to,
         uint64_t sum = 0;
         double t0 = now_s();
         for (size_t i = from; i < to; i++) {
-                if (decode_at(in, i, &arena, &rec)) {
+                if (decode_at(in, i, ref ? &arena : NULL, &rec)) {
                         out->records++;
                         sum += (uint64_t)rec.event_time; /* use the result */
                 } else {
@@ -273,9 +282,6 @@ static int run_pipeline(const encoded_t *in, const pg_ruleset_t *rs,
                         int partitions, int threads, run_counts_t *out,
                         char *err, size_t errsz)
 {
-        static arena_buf_t abuf;
-        pg_pb_arena_t arena;
-        pg_pb_arena_init(&arena, abuf.b, sizeof(abuf.b));
         memset(out, 0, sizeof(*out));
         pg_engine_conf_t conf;
         memset(&conf, 0, sizeof(conf));
@@ -288,7 +294,7 @@ static int run_pipeline(const encoded_t *in, const pg_ruleset_t *rs,
         pg_record_t rec;
         double t0 = now_s();
         for (size_t i = 0; i < in->n; i++) {
-                if (!decode_at(in, i, &arena, &rec)) {
+                if (!decode_at(in, i, NULL, &rec)) {
                         out->decode_rejects++;
                         continue;
                 }
@@ -585,7 +591,14 @@ static void machine_info(machine_t *m, const char *commit)
 
 /* ---- measurements ---- */
 
-enum { KIND_DECODE, KIND_BASE, KIND_RULE, KIND_ALL, KIND_PIPE };
+enum {
+        KIND_DECODE,
+        KIND_BASE,
+        KIND_RULE,
+        KIND_ALL,
+        KIND_PIPE,
+        KIND_DECODE_REF
+};
 
 typedef struct row {
         char name[PG_RULE_ID_MAX + 16];
@@ -597,6 +610,7 @@ typedef struct row {
         double *secs; /* every repeat */
         double ns, marginal;
         bool unstable; /* counts differed between repeats */
+        bool skip;     /* not run (--only another row) */
 } row_t;
 
 /* One repeat of a row, in this process. */
@@ -604,8 +618,8 @@ static void run_row(const row_t *r, const encoded_t *in, const pg_ruleset_t *rs,
                     run_counts_t *c)
 {
         char err[512];
-        if (r->kind == KIND_DECODE)
-                run_decode(in, 0, in->n, c);
+        if (r->kind == KIND_DECODE || r->kind == KIND_DECODE_REF)
+                run_decode(in, 0, in->n, r->kind == KIND_DECODE_REF, c);
         else if (r->kind == KIND_PIPE) {
                 if (run_pipeline(in, rs, r->partitions, r->threads, c, err,
                                  sizeof(err)))
@@ -677,14 +691,19 @@ static void usage(void)
 {
         fprintf(stderr, "usage: bench_engine --rules FILE --input JSONL "
                         "[--out JSON] [--repeat K] [--commit REV] "
-                        "[--in-process] [--partitions P] [--threads-max N]\n");
+                        "[--in-process] [--partitions P] [--threads-max N] "
+                        "[--only NAME]\n"
+                        "  --only NAME: run the row NAME alone (decode, "
+                        "engine_no_rules, rule:ID, engine_all_rules, "
+                        "pipeline:P16:T2), for a profiler; no --out, no "
+                        "marginals\n");
         exit(2);
 }
 
 int main(int argc, char **argv)
 {
         const char *rules_path = NULL, *input = NULL, *out_path = NULL,
-                   *commit = NULL;
+                   *commit = NULL, *only = NULL;
         int repeat = 3, max_threads = 0, partitions = 16;
         bool forked = true;
         for (int i = 1; i < argc; i++) {
@@ -703,6 +722,8 @@ int main(int argc, char **argv)
                         out_path = argv[++i];
                 else if (strcmp(a, "--commit") == 0)
                         commit = argv[++i];
+                else if (strcmp(a, "--only") == 0)
+                        only = argv[++i];
                 else if (strcmp(a, "--threads-max") == 0 ||
                          strcmp(a, "--partitions") == 0) {
                         char *e;
@@ -722,7 +743,7 @@ int main(int argc, char **argv)
                 } else
                         usage();
         }
-        if (!rules_path || !input)
+        if (!rules_path || !input || (only && out_path))
                 usage();
 
         machine_t m;
@@ -784,7 +805,7 @@ int main(int argc, char **argv)
                 thr[nthr++] = t;
         if (thr[nthr - 1] != max_threads && nthr < 8)
                 thr[nthr++] = max_threads;
-        int nrows = nr + 3 + nthr;
+        int nrows = nr + 4 + nthr;
         row_t *rows = xrealloc(NULL, (size_t)nrows * sizeof(*rows));
         memset(rows, 0, (size_t)nrows * sizeof(*rows));
         snprintf(rows[0].name, sizeof(rows[0].name), "decode");
@@ -810,6 +831,20 @@ int main(int argc, char **argv)
                 r->partitions = partitions;
                 r->threads = thr[i];
         }
+        snprintf(rows[nrows - 1].name, sizeof(rows[nrows - 1].name),
+                 "decode_protobuf_c");
+        rows[nrows - 1].kind = KIND_DECODE_REF;
+        if (only) {
+                int keep = -1;
+                for (int i = 0; i < nrows; i++)
+                        if (strcmp(rows[i].name, only) == 0)
+                                keep = i;
+                if (keep < 0)
+                        die("--only %s: no such row", only);
+                /* the marginals need rows 0 and 1; the others are left out */
+                for (int i = 0; i < nrows; i++)
+                        rows[i].skip = i != keep;
+        }
 
         /* Round robin: repeat k of every row, then k + 1, so that a slow
          * spell of the machine spreads over the rows instead of hitting
@@ -820,8 +855,9 @@ int main(int argc, char **argv)
         sets[1] = none;
         for (int i = 0; i < nr; i++)
                 sets[2 + i] = one[i];
-        for (int i = all; i < nrows; i++)
+        for (int i = all; i < nrows - 1; i++)
                 sets[i] = full;
+        sets[nrows - 1] = NULL;
         for (int i = 0; i < nrows; i++)
                 rows[i].secs = xrealloc(NULL, (size_t)repeat * sizeof(double));
         fflush(stdout);
@@ -844,7 +880,8 @@ int main(int argc, char **argv)
                                          (double)in.n / rows[i - 1].secs[k]);
                         pg_progress_step(&prog, (uint64_t)(k * nrows + i),
                                          note);
-                        measure(&rows[i], k, &in, sets[i], forked);
+                        if (!rows[i].skip)
+                                measure(&rows[i], k, &in, sets[i], forked);
                         if (len > 0 && (size_t)len < sizeof(line))
                                 len += snprintf(line + len,
                                                 sizeof(line) - (size_t)len,
@@ -860,7 +897,9 @@ int main(int argc, char **argv)
         double sum_marginal = 0;
         rows[1].marginal = rows[1].ns - rows[0].ns;
         for (int i = 2; i < nrows; i++) {
-                rows[i].marginal = rows[i].ns - rows[1].ns;
+                rows[i].marginal =
+                    rows[i].ns -
+                    rows[rows[i].kind == KIND_DECODE_REF ? 0 : 1].ns;
                 if (rows[i].kind == KIND_RULE)
                         sum_marginal += rows[i].marginal;
         }
@@ -871,8 +910,14 @@ int main(int argc, char **argv)
         for (int i = 0; i < nrows; i++) {
                 const row_t *r = &rows[i];
                 char marg[32] = "-", al[32] = "-", rf[32] = "-";
-                if (r->kind != KIND_DECODE) {
+                if (r->skip)
+                        continue;
+                if (r->kind == KIND_DECODE_REF && !only)
                         snprintf(marg, sizeof(marg), "%+.1f", r->marginal);
+                if (r->kind != KIND_DECODE && r->kind != KIND_DECODE_REF) {
+                        if (!only)
+                                snprintf(marg, sizeof(marg), "%+.1f",
+                                         r->marginal);
                         snprintf(al, sizeof(al), "%llu",
                                  (unsigned long long)r->best.alerts);
                         snprintf(rf, sizeof(rf), "%llu",
@@ -884,8 +929,8 @@ int main(int argc, char **argv)
                     (double)r->best.records / r->best.seconds, r->ns, marg, al,
                     rf, r->best.decode_rejects || r->unstable ? " (!)" : "");
         }
-        printf("marginal: ns/record minus engine_no_rules' (engine_no_rules: "
-               "minus decode's)\n");
+        printf("marginal: ns/record minus engine_no_rules' (engine_no_rules "
+               "and decode_protobuf_c: minus decode's)\n");
         printf("sum of per-rule marginals: %.1f ns/record; engine_all_rules "
                "marginal: %.1f ns/record\n",
                sum_marginal, rows[all].marginal);
@@ -953,7 +998,8 @@ int main(int argc, char **argv)
                                 r->best.seconds,
                                 (double)r->best.records / r->best.seconds,
                                 r->ns);
-                        if (r->kind == KIND_DECODE)
+                        if (r->kind == KIND_DECODE ||
+                            r->kind == KIND_DECODE_REF)
                                 fprintf(f, "\"marginal_ns_per_record\": null, "
                                            "\"alerts\": null, \"refunds\": "
                                            "null");

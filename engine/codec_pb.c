@@ -247,6 +247,7 @@ static const struct rfield {
 typedef struct kfield {
         uint8_t n; /* occurrences, saturating */
         bool wrong_type;
+        bool printable; /* a string of printable ASCII only (0x20..0x7e) */
         unsigned wire;
         size_t tag_at, at, end;
 } kfield_t;
@@ -261,6 +262,31 @@ typedef struct scan {
         const char *why;    /* framing error */
         size_t why_at;
 } scan_t;
+
+/* Whether p[0..n) is printable ASCII (0x20..0x7e) only, 8 bytes at a
+ * time: a byte b of a word fails when b >= 0x80, b < 0x20 or b == 0x7f.
+ * The usual zero-byte tests say so without a false "all good": b - 0x20
+ * borrows (sets bit 7) for b < 0x20, and (b ^ 0x7f) - 1 does for 0x7f;
+ * and-ing with ~b masks what b's own bit 7 would set, which the first
+ * test (w & 0x80...) catches anyway. */
+static bool printable_ascii(const uint8_t *p, size_t n)
+{
+        const uint64_t ones = 0x0101010101010101ULL;
+        const uint64_t high = 0x8080808080808080ULL;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+                uint64_t w;
+                memcpy(&w, p + i, 8);
+                uint64_t del = w ^ (0x7f * ones);
+                if ((w | ((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) &
+                    high)
+                        return false;
+        }
+        for (; i < n; i++)
+                if (p[i] < 0x20 || p[i] >= 0x7f)
+                        return false;
+        return true;
+}
 
 static bool scan_record(const uint8_t *p, size_t n, scan_t *s)
 {
@@ -292,7 +318,12 @@ static bool scan_record(const uint8_t *p, size_t n, scan_t *s)
                 }
                 if (w.wire == W_LEN) {
                         size_t len = w.end - w.at;
-                        size_t bad = pg_utf8_check(p + w.at, len);
+                        /* printable ASCII (nearly every string) is valid
+                         * UTF-8 without control characters: one cheap pass
+                         * answers both checks */
+                        k->printable = printable_ascii(p + w.at, len);
+                        size_t bad =
+                            k->printable ? len : pg_utf8_check(p + w.at, len);
                         if (bad < len && s->bad_utf8 < 0) {
                                 s->bad_utf8 = f;
                                 s->bad_utf8_at = w.at + bad;
@@ -316,6 +347,8 @@ static bool scan_record(const uint8_t *p, size_t n, scan_t *s)
 typedef struct dctx {
         const uint8_t *p; /* the message */
         const scan_t *sc;
+        /* the message as protobuf-c unpacked it (the reference decoder), or
+         * NULL: numbers are read from the wire at the scan's offsets */
         const Posguard__V1__Record *m;
         const char **field;
         char *err;
@@ -372,7 +405,7 @@ static pg_reject_t get_str(dctx_t *c, int f, bool required, pg_str_t *dst)
                 return fail(c, PG_REJ_OVERSIZE, f, "longer than %d bytes",
                             PG_STR_MAX);
         const char *s = (const char *)c->p + k->at;
-        for (size_t i = 0; i < len; i++)
+        for (size_t i = 0; !k->printable && i < len; i++)
                 if (pg_is_ctrl((unsigned char)s[i]))
                         return fail(c, PG_REJ_BAD_CHARS, f,
                                     "contains a control character");
@@ -381,6 +414,9 @@ static pg_reject_t get_str(dctx_t *c, int f, bool required, pg_str_t *dst)
         dst->len = (uint8_t)len;
         return PG_REJ_NONE;
 }
+
+#define HAS(m, field, FIELD)                                                   \
+        ((m)->_##field##_case == POSGUARD__V1__RECORD___##FIELD##_##FIELD)
 
 /* A number field (varint) that is present with the right wire type: its
  * value is in the unpacked message. */
@@ -393,14 +429,55 @@ static pg_reject_t num_type(dctx_t *c, int f, const char *what)
         return PG_REJ_NONE;
 }
 
+/* The value of varint field f (type already checked) as protobuf gives
+ * it: false when absent (v is then 0, proto3's default). From the wire at
+ * the scan's offsets, or (reference decoder) from protobuf-c's message;
+ * both read the same bits, which test_codec_pb and fuzz_pb check. */
+static bool get_num(const dctx_t *c, int f, uint64_t *v)
+{
+        const kfield_t *k = &c->sc->f[f];
+        *v = 0;
+        if (!c->m) {
+                if (!k->n)
+                        return false;
+                size_t i = k->at;
+                return rd_varint(c->p, k->end, &i, v);
+        }
+        const char *base = (const char *)c->m + FIELDS[f].off;
+        const Posguard__V1__Record *m = c->m;
+        int32_t i32;
+        int64_t i64;
+        protobuf_c_boolean b;
+        switch (f) {
+        case PG_F_AMOUNT:
+        case PG_F_EXPECTED_AMOUNT:
+        case PG_F_EVENT_TIME:
+                memcpy(&i64, base, sizeof(i64));
+                *v = (uint64_t)i64;
+                return f == PG_F_AMOUNT ? HAS(m, amount, AMOUNT)
+                       : f == PG_F_EVENT_TIME
+                           ? HAS(m, event_time, EVENT_TIME)
+                           : HAS(m, expected_amount, EXPECTED_AMOUNT);
+        case PG_F_RETRANSMISSION:
+                memcpy(&b, base, sizeof(b));
+                *v = b != 0;
+                return k->n > 0;
+        default: /* enums are int sized in protobuf-c */
+                memcpy(&i32, base, sizeof(i32));
+                *v = (uint64_t)(int64_t)i32;
+                return k->n > 0;
+        }
+}
+
 static pg_reject_t get_enum(dctx_t *c, int f, bool required, uint8_t *dst)
 {
         pg_reject_t r = num_type(c, f, "an enum number");
         if (r)
                 return r;
-        const char *base = (const char *)c->m + FIELDS[f].off;
-        int v;
-        memcpy(&v, base, sizeof(v)); /* protobuf-c enums are int sized */
+        uint64_t raw;
+        get_num(c, f, &raw);
+        /* an enum is an int32 on the wire: the low 32 bits count */
+        int v = (int)(int32_t)(uint32_t)raw;
         if (v == 0) {
                 if (!required)
                         return PG_REJ_NONE;
@@ -435,13 +512,9 @@ static pg_reject_t get_enum(dctx_t *c, int f, bool required, uint8_t *dst)
                         return r_;                                             \
         } while (0)
 
-#define HAS(m, field, FIELD)                                                   \
-        ((m)->_##field##_case == POSGUARD__V1__RECORD___##FIELD##_##FIELD)
-
 /* Step 3, in pg_field_t order (reject order f. at the top of the file). */
 static pg_reject_t decode_fields(dctx_t *c, pg_record_t *out)
 {
-        const Posguard__V1__Record *m = c->m;
         CHECK(get_str(c, PG_F_TXN_ID, true, &out->txn_id));
         CHECK(get_enum(c, PG_F_KIND, true, &out->kind));
         CHECK(get_enum(c, PG_F_STATUS, true, &out->status));
@@ -463,10 +536,11 @@ static pg_reject_t decode_fields(dctx_t *c, pg_record_t *out)
                             "must be masked: at most the first 6 and last 4 "
                             "digits around '*', 'x' or 'X'");
 
+        uint64_t v;
         CHECK(num_type(c, PG_F_AMOUNT, "an integer"));
-        if (!HAS(m, amount, AMOUNT))
+        if (!get_num(c, PG_F_AMOUNT, &v))
                 return fail(c, PG_REJ_MISSING, PG_F_AMOUNT, "missing");
-        out->amount = m->amount;
+        out->amount = (int64_t)v;
         if (out->amount <= 0)
                 return fail(c, PG_REJ_AMOUNT, PG_F_AMOUNT,
                             "must be a positive integer, found %lld",
@@ -484,8 +558,8 @@ static pg_reject_t decode_fields(dctx_t *c, pg_record_t *out)
         }
 
         CHECK(num_type(c, PG_F_EXPECTED_AMOUNT, "an integer"));
-        out->has_expected = HAS(m, expected_amount, EXPECTED_AMOUNT);
-        out->expected_amount = out->has_expected ? m->expected_amount : 0;
+        out->has_expected = get_num(c, PG_F_EXPECTED_AMOUNT, &v);
+        out->expected_amount = (int64_t)v;
         if (out->has_expected && out->expected_amount < 0)
                 return fail(c, PG_REJ_AMOUNT, PG_F_EXPECTED_AMOUNT,
                             "must be a non-negative integer, found %lld",
@@ -507,18 +581,20 @@ static pg_reject_t decode_fields(dctx_t *c, pg_record_t *out)
         }
 
         CHECK(num_type(c, PG_F_EVENT_TIME, "integer ms since the epoch"));
-        if (!HAS(m, event_time, EVENT_TIME))
+        if (!get_num(c, PG_F_EVENT_TIME, &v))
                 return fail(c, PG_REJ_MISSING, PG_F_EVENT_TIME, "missing");
-        if (m->event_time < 0 || m->event_time > PG_TIME_MAX_MS)
+        int64_t t = (int64_t)v;
+        if (t < 0 || t > PG_TIME_MAX_MS)
                 return fail(c, PG_REJ_TIME, PG_F_EVENT_TIME,
                             "outside 1970-01-01T00:00:00Z .. "
                             "9999-12-31T23:59:59.999Z");
-        out->event_time = m->event_time;
+        out->event_time = t;
 
         CHECK(get_enum(c, PG_F_ENTRY_MODE, false, &out->entry_mode));
 
         CHECK(num_type(c, PG_F_RETRANSMISSION, "a bool"));
-        out->retransmission = m->retransmission != 0;
+        get_num(c, PG_F_RETRANSMISSION, &v);
+        out->retransmission = v != 0;
         return PG_REJ_NONE;
 }
 
@@ -570,36 +646,59 @@ too_small:
                     arena->size, PG_PB_ARENA_MIN);
 }
 
-pg_reject_t pg_codec_pb_parse(pg_pb_arena_t *arena, const void *buf, size_t len,
-                              pg_record_t *out, const char **field,
-                              char *errstr, size_t errstr_size)
+/* Checks a. to d.: PG_REJ_NONE when the record may be decoded. */
+static pg_reject_t parse_begin(dctx_t *c, size_t len, scan_t *sc)
 {
-        scan_t sc;
-        dctx_t c = {buf, &sc, NULL, field, errstr, errstr_size};
-        if (field)
-                *field = NULL;
-        if (errstr && errstr_size)
-                errstr[0] = '\0';
-        if (!buf && len)
-                return fail(&c, PG_REJ_MALFORMED, -1, "no input");
+        if (c->field)
+                *c->field = NULL;
+        if (c->err && c->errsz)
+                c->err[0] = '\0';
+        if (!c->p && len)
+                return fail(c, PG_REJ_MALFORMED, -1, "no input");
         /* a. */
         if (len > PG_JSON_MAX_LINE)
-                return fail(&c, PG_REJ_LINE_TOO_LONG, -1,
+                return fail(c, PG_REJ_LINE_TOO_LONG, -1,
                             "message longer than %d bytes", PG_JSON_MAX_LINE);
         /* b. */
         if (len == 0)
-                return fail(&c, PG_REJ_MALFORMED, -1, "empty message");
-        if (!scan_record(buf, len, &sc))
-                return fail(&c, PG_REJ_MALFORMED, -1,
-                            "not protobuf: %s at byte %zu", sc.why, sc.why_at);
+                return fail(c, PG_REJ_MALFORMED, -1, "empty message");
+        if (!scan_record(c->p, len, sc))
+                return fail(c, PG_REJ_MALFORMED, -1,
+                            "not protobuf: %s at byte %zu", sc->why,
+                            sc->why_at);
         /* c. */
-        if (sc.bad_utf8 >= 0)
-                return fail(&c, PG_REJ_BAD_CHARS, sc.bad_utf8,
-                            "invalid UTF-8 at byte %zu", sc.bad_utf8_at);
+        if (sc->bad_utf8 >= 0)
+                return fail(c, PG_REJ_BAD_CHARS, sc->bad_utf8,
+                            "invalid UTF-8 at byte %zu", sc->bad_utf8_at);
         /* d. */
-        if (sc.dup >= 0)
-                return fail(&c, PG_REJ_DUPLICATE_FIELD, sc.dup,
+        if (sc->dup >= 0)
+                return fail(c, PG_REJ_DUPLICATE_FIELD, sc->dup,
                             "appears more than once");
+        return PG_REJ_NONE;
+}
+
+pg_reject_t pg_codec_pb_parse(const void *buf, size_t len, pg_record_t *out,
+                              const char **field, char *errstr,
+                              size_t errstr_size)
+{
+        scan_t sc;
+        dctx_t c = {buf, &sc, NULL, field, errstr, errstr_size};
+        CHECK(parse_begin(&c, len, &sc));
+        /* f. from the wire: the scan has every field's place */
+        uint64_t seq = out->seq;
+        memset(out, 0, sizeof(*out)); /* as in unpack_and_decode */
+        out->seq = seq;
+        return decode_fields(&c, out);
+}
+
+pg_reject_t pg_codec_pb_parse_reference(pg_pb_arena_t *arena, const void *buf,
+                                        size_t len, pg_record_t *out,
+                                        const char **field, char *errstr,
+                                        size_t errstr_size)
+{
+        scan_t sc;
+        dctx_t c = {buf, &sc, NULL, field, errstr, errstr_size};
+        CHECK(parse_begin(&c, len, &sc));
         /* e. and f. Nothing allocated for this record outlives the call. */
         if (!arena) {
                 _Alignas(max_align_t) unsigned char own[PG_PB_ARENA_MIN];

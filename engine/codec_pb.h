@@ -4,8 +4,8 @@
  *
  * The same contract as codec_json.h: a record decoded from protobuf is
  * checked by the same rules (docs/SEMANTICS.md section 1) and rejected with
- * the same reasons (pg_reject_t), naming the field. Decoding allocates only
- * from the caller's arena (pg_pb_arena_t), never with malloc per record.
+ * the same reasons (pg_reject_t), naming the field. Decoding allocates
+ * nothing.
  */
 #ifndef PG_CODEC_PB_H
 #define PG_CODEC_PB_H
@@ -17,7 +17,22 @@
 #include "output.h"
 #include "record.h"
 
-/* A bump allocator for protobuf-c: reset per record or per batch. */
+/* Decode one protobuf Record message into *out, with every check of
+ * pg_codec_json_parse. Returns PG_REJ_NONE or the reject, with *field and
+ * errstr as in codec_json.h (a message that is not valid protobuf:
+ * PG_REJ_MALFORMED; one over PG_JSON_MAX_LINE bytes: PG_REJ_LINE_TOO_LONG).
+ * out->seq is not touched. The reject order is at the top of codec_pb.c.
+ * Allocates nothing: one walk over the wire format finds every field, and
+ * the values are read from the message where the walk found them. */
+pg_reject_t pg_codec_pb_parse(const void *buf, size_t len, pg_record_t *out,
+                              const char **field, char *errstr,
+                              size_t errstr_size);
+
+/* The reference decoder: the same walk and checks, with the numbers taken
+ * from protobuf-c's unpacking of the message (allocating from the caller's
+ * arena, never with malloc). It gives the same answer as pg_codec_pb_parse
+ * for every input, record and error text alike; test_codec_pb and the
+ * fuzz_pb target hold the two to it. */
 typedef struct pg_pb_arena {
         unsigned char *base;
         size_t size, used;
@@ -31,20 +46,15 @@ static inline void pg_pb_arena_reset(pg_pb_arena_t *a)
 }
 /* An arena of this many bytes always holds what decoding one record needs,
  * whatever the message holds (unknown fields and oversize strings are left
- * out before protobuf-c allocates). pg_codec_pb_parse gives back what it
- * took before it returns, so the arena never fills up across records. */
-#define PG_PB_ARENA_MIN 8192
-
-/* Decode one protobuf Record message into *out, with every check of
- * pg_codec_json_parse. Returns PG_REJ_NONE or the reject, with *field and
- * errstr as in codec_json.h (a message that is not valid protobuf:
- * PG_REJ_MALFORMED; one over PG_JSON_MAX_LINE bytes: PG_REJ_LINE_TOO_LONG).
- * out->seq is not touched. The reject order is at the top of codec_pb.c.
+ * out before protobuf-c allocates). The reference decoder gives back what
+ * it took before it returns, so the arena never fills up across records.
  * An arena too small for the record: PG_REJ_MALFORMED, arena->overflow
  * counts it. A NULL arena: a PG_PB_ARENA_MIN one on the stack is used. */
-pg_reject_t pg_codec_pb_parse(pg_pb_arena_t *arena, const void *buf, size_t len,
-                              pg_record_t *out, const char **field,
-                              char *errstr, size_t errstr_size);
+#define PG_PB_ARENA_MIN 8192
+pg_reject_t pg_codec_pb_parse_reference(pg_pb_arena_t *arena, const void *buf,
+                                        size_t len, pg_record_t *out,
+                                        const char **field, char *errstr,
+                                        size_t errstr_size);
 
 /* Encode a record as a protobuf Record (used by the traffic producer and
  * tests). Returns bytes written or -1 when buf is too small. Fields go out

@@ -197,9 +197,6 @@ uint64_t pg_history_count(const pg_history_t *h)
 void pg_history_feed(const pg_history_t *h, int i, pg_engine_t *e, int json,
                      pg_replay_counts_t *c)
 {
-        static unsigned char abuf[64 * 1024];
-        pg_pb_arena_t arena;
-        pg_pb_arena_init(&arena, abuf, sizeof(abuf));
         const hpart_t *p = &h->parts[i];
         for (size_t k = 0; k < p->n; k++) {
                 pg_record_t rec;
@@ -211,9 +208,8 @@ void pg_history_feed(const pg_history_t *h, int i, pg_engine_t *e, int json,
                         r = pg_codec_json_parse(p->v[k].data, p->v[k].len, &rec,
                                                 &field, why, sizeof(why));
                 } else {
-                        pg_pb_arena_reset(&arena);
-                        r = pg_codec_pb_parse(&arena, p->v[k].data, p->v[k].len,
-                                              &rec, &field, why, sizeof(why));
+                        r = pg_codec_pb_parse(p->v[k].data, p->v[k].len, &rec,
+                                              &field, why, sizeof(why));
                 }
                 if (r == PG_REJ_NONE) {
                         pg_engine_push(e, &rec);

@@ -91,7 +91,6 @@ static const char *const format_names[] = {"protobuf", "json", NULL};
 #define MAX_TOPICS 8        /* input topics */
 #define MAX_PARTITIONS 1024 /* per input topic */
 #define MAX_SLOTS (MAX_TOPICS * MAX_PARTITIONS)
-#define ARENA_BYTES (256 * 1024)
 
 /* ---------------------------------------------------------------------
  * Logging: logfmt or JSON lines on stderr (util_log.h)
@@ -165,8 +164,6 @@ typedef struct part {
          * into the next one when it begins (see "Commits overlap") */
         unsigned char *held;
         size_t held_len, held_cap;
-        pg_pb_arena_t arena;
-        unsigned char *arena_buf;
         /* counted since the last batch: metrics and dashboard events, moved
          * to the run's per-transaction staging after each batch */
         pg_metrics_t *m;
@@ -820,7 +817,6 @@ static void part_free(part_t **s)
         fold_counters(p->run, p);
         p->run->held_total -= p->held_len;
         pg_engine_free(p->eng);
-        free(p->arena_buf);
         free(p->held);
         pg_metrics_free(p->m);
         ev_free(&p->ev);
@@ -840,8 +836,6 @@ static part_t *part_new(run_t *r, part_t **s, int topic, int32_t id,
         p->next = -1;
         p->committed_next = resume;
         p->max_t = wm;
-        p->arena_buf = pg_xmalloc(ARENA_BYTES);
-        pg_pb_arena_init(&p->arena, p->arena_buf, ARENA_BYTES);
         if (r->obs)
                 p->m = pg_metrics_new(pg_run_families, M__COUNT);
         pg_sink_t sink = {sink_alert, sink_refund, p};
@@ -851,7 +845,6 @@ static part_t *part_new(run_t *r, part_t **s, int topic, int32_t id,
                 LOG_ERROR("event=engine_failed topic=%s partition=%d "
                           "error=\"%s\"",
                           r->in_topics[topic], id, err);
-                free(p->arena_buf);
                 pg_metrics_free(p->m);
                 free(p);
                 r->fatal = true;
@@ -1435,9 +1428,8 @@ static void process(part_t *p, const rd_kafka_message_t *m)
                 rej = pg_codec_json_parse(m->payload, m->len, &rec, &field, why,
                                           sizeof(why));
         } else {
-                pg_pb_arena_reset(&p->arena);
-                rej = pg_codec_pb_parse(&p->arena, m->payload, m->len, &rec,
-                                        &field, why, sizeof(why));
+                rej = pg_codec_pb_parse(m->payload, m->len, &rec, &field, why,
+                                        sizeof(why));
         }
         if (rej == PG_REJ_NONE) {
                 if (rec.event_time > p->max_t)

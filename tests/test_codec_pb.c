@@ -109,17 +109,36 @@ static pg_record_t rec;
 static const char *field;
 static char err[256];
 
+/* Both decoders must give the same answer for every input: the reject,
+ * the field, the error text and the record's bytes. */
 static pg_reject_t parse(const void *b, size_t n)
 {
         pg_pb_arena_init(&arena, arena_buf, sizeof(arena_buf));
+        static pg_record_t ref;
+        static char ref_err[256];
+        const char *ref_field = "unset";
+        memset(&ref, 0xA5, sizeof(ref));
+        memset(ref_err, 'Z', sizeof(ref_err));
+        pg_reject_t rr = pg_codec_pb_parse_reference(
+            &arena, b, n, &ref, &ref_field, ref_err, sizeof(ref_err));
+        assert_non_null(memchr(ref_err, '\0', sizeof(ref_err)));
+        assert_int_equal(arena.used, 0); /* all given back */
+        assert_int_equal(arena.overflow, 0);
+
         memset(&rec, 0xA5, sizeof(rec));
         field = "unset";
         memset(err, 'Z', sizeof(err));
-        pg_reject_t r =
-            pg_codec_pb_parse(&arena, b, n, &rec, &field, err, sizeof(err));
+        pg_reject_t r = pg_codec_pb_parse(b, n, &rec, &field, err, sizeof(err));
         assert_non_null(memchr(err, '\0', sizeof(err)));
-        assert_int_equal(arena.used, 0); /* all given back */
-        assert_int_equal(arena.overflow, 0);
+        if (r != rr || (field == NULL) != (ref_field == NULL) ||
+            (field && strcmp(field, ref_field)) || strcmp(err, ref_err))
+                fail_msg("decoders differ: wire %s/%s (%s), protobuf-c "
+                         "%s/%s (%s)",
+                         pg_reject_name(r), field ? field : "-", err,
+                         pg_reject_name(rr), ref_field ? ref_field : "-",
+                         ref_err);
+        if (r == PG_REJ_NONE)
+                assert_memory_equal(&rec, &ref, sizeof(rec));
         return r;
 }
 
@@ -355,8 +374,7 @@ static void roundtrip(const pg_record_t *in)
         out.seq = in->seq;
         const char *f = "x";
         char e[128];
-        pg_reject_t r =
-            pg_codec_pb_parse(NULL, b, (size_t)n, &out, &f, e, sizeof(e));
+        pg_reject_t r = pg_codec_pb_parse(b, (size_t)n, &out, &f, e, sizeof(e));
         if (r)
                 fail_msg("rejected (%s, %s): %s", pg_reject_name(r),
                          f ? f : "-", e);
@@ -640,6 +658,39 @@ static void bad_characters(void **state)
         set_str(PG_F_MERCHANT_ID, "\xe5\x95\x86\xe6\x88\xb7 \xf0\x9f\x92\xb3");
         pack_m(NULL, 0);
         expect_ok();
+        /* every byte that is not printable ASCII, at every place of a
+         * string of every length to 24 (strings are checked 8 bytes at a
+         * time, then byte by byte): a control character or DEL is refused,
+         * the rest is UTF-8 (a lone byte >= 0x80 is invalid; é is fine) */
+        const char *odd[] = {"\x01", "\x1f", "\x7f",
+                             "\x80", "\xff", "\xc3\xa9"};
+        for (size_t o = 0; o < sizeof(odd) / sizeof(odd[0]); o++)
+                for (size_t len = 1; len <= 24; len++)
+                        for (size_t at = 0; at + strlen(odd[o]) <= len; at++) {
+                                char str[32];
+                                memset(str, 'a', len);
+                                memcpy(str + at, odd[o], strlen(odd[o]));
+                                str[len] = '\0';
+                                base_init();
+                                set_str(PG_F_MERCHANT_ID, str);
+                                pack_m(NULL, 0);
+                                if (o == 5)
+                                        expect_ok();
+                                else
+                                        expect_rej(PG_REJ_BAD_CHARS,
+                                                   "merchant_id");
+                        }
+        /* and the edges of printable ASCII are fine anywhere */
+        for (size_t len = 1; len <= 24; len++) {
+                char str[32];
+                for (size_t i = 0; i < len; i++)
+                        str[i] = i % 2 ? ' ' : '~';
+                str[len] = '\0';
+                base_init();
+                set_str(PG_F_MERCHANT_ID, str);
+                pack_m(NULL, 0);
+                expect_ok();
+        }
 }
 
 static void enum_values(void **state)
@@ -972,6 +1023,164 @@ static void truncated_and_garbage(void **state)
         }
 }
 
+/* The wire decoder and the reference (protobuf-c) one on messages that are
+ * mostly well-formed: a valid record with fields replaced, added or
+ * repeated, of any number 1..20 and any wire type, with values chosen to
+ * sit on the edges (varints of 1 to 10 bytes, negative numbers, 32-bit
+ * overflow of enums, strings of printable ASCII with one byte swapped for
+ * a control character, DEL, a UTF-8 sequence or a bad one). parse() holds
+ * the two to the same answer; each outcome must be seen. */
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+        size_t i = 0;
+        while (v >= 0x80) {
+                p[i++] = (uint8_t)(v | 0x80);
+                v >>= 7;
+        }
+        p[i++] = (uint8_t)v;
+        return i;
+}
+
+/* One random field of number num into m: its right wire type (wt) three
+ * times in four. */
+static size_t put_field(uint8_t *m, uint32_t num, unsigned wt)
+{
+        static const uint64_t nums[] = {0,
+                                        1,
+                                        2,
+                                        5,
+                                        6,
+                                        127,
+                                        128,
+                                        1700000000000ULL,
+                                        253402300799999ULL,
+                                        253402300800000ULL,
+                                        0x7fffffffULL,
+                                        0x80000000ULL,
+                                        0x100000001ULL,
+                                        0x7fffffffffffffffULL,
+                                        0xffffffffffffffffULL,
+                                        0xfffffffffffffffeULL};
+        static const char *extra[] = {"\x01",         "\x7f",
+                                      "\x1f",         "\xc3\xa9",
+                                      "\xe2\x82\xac", "\xf0\x9f\x92\xb3",
+                                      "\xc3",         "\xff",
+                                      "\xed\xa0\x80", ""};
+        size_t len = 0;
+        if (rand() % 4 == 0) {
+                wt = (unsigned)(rand() % 6);
+                if (wt == 3 || wt == 4)
+                        wt = rand() % 2 ? 0 : 2;
+        }
+        len += put_varint(m + len, (uint64_t)num << 3 | wt);
+        if (wt == 0) {
+                uint64_t v = nums[rand() % 16];
+                if (rand() % 3 == 0)
+                        v = (uint64_t)rand() % 8;
+                len += put_varint(m + len, v);
+        } else if (wt == 1 || wt == 5) {
+                size_t w = wt == 1 ? 8 : 4;
+                for (size_t i = 0; i < w; i++)
+                        m[len++] = (uint8_t)rand();
+        } else {
+                char str[96];
+                size_t sl = (size_t)(rand() % 70);
+                for (size_t i = 0; i < sl; i++)
+                        str[i] = (char)(0x20 + rand() % 95);
+                if (sl && rand() % 2) {
+                        const char *x = extra[rand() % 10];
+                        size_t xl = strlen(x);
+                        size_t at = (size_t)rand() % sl;
+                        memcpy(str + at, x, xl < sl - at ? xl : sl - at);
+                }
+                if (num == 11 && rand() % 2) {
+                        sl = 3; /* a currency: 3 letters, or nearly */
+                        str[0] = 'E', str[1] = 'U';
+                        str[2] = rand() % 2 ? 'R' : 'r';
+                }
+                len += put_varint(m + len, sl);
+                memcpy(m + len, str, sl);
+                len += sl;
+        }
+        return len;
+}
+
+static void decoders_agree(void **state)
+{
+        pg_record_t r;
+        full_record(&r);
+        uint8_t base[1024];
+        int n = pg_codec_pb_record(base, sizeof(base), &r);
+        assert_true(n > 0);
+        /* the base's fields: [at[i], at[i + 1]) is field i's bytes */
+        size_t at[32];
+        uint32_t num[32];
+        unsigned wire[32];
+        int nf = 0;
+        for (size_t i = 0; i < (size_t)n; nf++) {
+                at[nf] = i;
+                uint64_t tag = 0, v = 0;
+                for (int sh = 0;; sh += 7) {
+                        tag |= (uint64_t)(base[i] & 0x7f) << sh;
+                        if (!(base[i++] & 0x80))
+                                break;
+                }
+                num[nf] = (uint32_t)(tag >> 3);
+                wire[nf] = (unsigned)(tag & 7);
+                for (int sh = 0;; sh += 7) {
+                        v |= (uint64_t)(base[i] & 0x7f) << sh;
+                        if (!(base[i++] & 0x80))
+                                break;
+                }
+                if (wire[nf] == 2)
+                        i += (size_t)v;
+        }
+        at[nf] = (size_t)n;
+        int seen[PG_REJ__COUNT] = {0};
+        srand(777);
+        for (int it = 0; it < 40000; it++) {
+                uint8_t m[4096];
+                size_t len = 0;
+                /* each field of the valid record kept, replaced, dropped or
+                 * repeated; unknown or known fields added between them; now
+                 * and then the whole cut short */
+                for (int f = 0; f < nf; f++) {
+                        int d = rand() % 24;
+                        size_t fl = at[f + 1] - at[f];
+                        if (d == 0)
+                                continue; /* dropped */
+                        if (d <= 2)
+                                len += put_field(m + len, num[f], wire[f]);
+                        else {
+                                memcpy(m + len, base + at[f], fl);
+                                len += fl;
+                        }
+                        if (d == 3) { /* repeated */
+                                memcpy(m + len, base + at[f], fl);
+                                len += fl;
+                        }
+                        if (d == 4)
+                                len += put_field(m + len,
+                                                 1 + (uint32_t)(rand() % 20),
+                                                 (unsigned)(rand() % 2) * 2);
+                }
+                if (rand() % 16 == 0 && len)
+                        len = (size_t)rand() % len;
+                /* parse() fails the test when the two decoders differ */
+                seen[parse(m, len)]++;
+        }
+        /* the mix reaches every outcome the wire can give */
+        const pg_reject_t want[] = {PG_REJ_NONE,      PG_REJ_MALFORMED,
+                                    PG_REJ_TYPE,      PG_REJ_DUPLICATE_FIELD,
+                                    PG_REJ_BAD_CHARS, PG_REJ_ENUM,
+                                    PG_REJ_AMOUNT,    PG_REJ_TIME,
+                                    PG_REJ_CURRENCY,  PG_REJ_MISSING,
+                                    PG_REJ_OVERSIZE};
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+                if (!seen[want[i]])
+                        fail_msg("no case gave %s", pg_reject_name(want[i]));
+}
+
 /* ------------------------------------------------------------------ */
 /* JSON and protobuf agree                                              */
 
@@ -994,7 +1203,7 @@ static void agree(const pg_record_t *in, int it)
         pg_reject_t cj =
             pg_codec_json_parse(line, ln, &rj, &fj, ej, sizeof(ej));
         pg_reject_t cp =
-            pg_codec_pb_parse(NULL, b, (size_t)n, &rp, &fp, ep, sizeof(ep));
+            pg_codec_pb_parse(b, (size_t)n, &rp, &fp, ep, sizeof(ep));
         if (cj != cp || (fj == NULL) != (fp == NULL) || (fj && strcmp(fj, fp)))
                 fail_msg("case %d: JSON %s/%s (%s), protobuf %s/%s (%s)\n  "
                          "%s",
@@ -1128,39 +1337,39 @@ static void arena_bound_and_overflow(void **state)
         char e[256];
         base_init();
         pack_m(NULL, 0);
-        assert_int_equal(
-            pg_codec_pb_parse(&a, msg, msg_len, &out, &f, e, sizeof(e)),
-            PG_REJ_MALFORMED);
+        assert_int_equal(pg_codec_pb_parse_reference(&a, msg, msg_len, &out, &f,
+                                                     e, sizeof(e)),
+                         PG_REJ_MALFORMED);
         assert_null(f);
         assert_non_null(strstr(e, "arena"));
         assert_true(a.overflow >= 1);
         assert_int_equal(a.used, 0);
         size_t before = a.overflow;
-        assert_int_equal(
-            pg_codec_pb_parse(&a, msg, msg_len, &out, &f, e, sizeof(e)),
-            PG_REJ_MALFORMED);
+        assert_int_equal(pg_codec_pb_parse_reference(&a, msg, msg_len, &out, &f,
+                                                     e, sizeof(e)),
+                         PG_REJ_MALFORMED);
         assert_true(a.overflow > before);
 
         /* an arena in use keeps what was there before */
         static unsigned char mid[PG_PB_ARENA_MIN + 256];
         pg_pb_arena_init(&a, mid, sizeof(mid));
         a.used = 200;
-        assert_int_equal(
-            pg_codec_pb_parse(&a, msg, msg_len, &out, &f, e, sizeof(e)),
-            PG_REJ_NONE);
+        assert_int_equal(pg_codec_pb_parse_reference(&a, msg, msg_len, &out, &f,
+                                                     e, sizeof(e)),
+                         PG_REJ_NONE);
         assert_int_equal(a.used, 200);
         /* many records through one arena without a reset */
         pg_pb_arena_init(&a, mid, sizeof(mid));
         for (int i = 0; i < 1000; i++)
-                assert_int_equal(
-                    pg_codec_pb_parse(&a, msg, msg_len, &out, &f, e, sizeof(e)),
-                    PG_REJ_NONE);
+                assert_int_equal(pg_codec_pb_parse_reference(
+                                     &a, msg, msg_len, &out, &f, e, sizeof(e)),
+                                 PG_REJ_NONE);
         assert_int_equal(a.overflow, 0);
         /* a zero-size arena */
         pg_pb_arena_init(&a, NULL, 0);
-        assert_int_equal(
-            pg_codec_pb_parse(&a, msg, msg_len, &out, &f, e, sizeof(e)),
-            PG_REJ_MALFORMED);
+        assert_int_equal(pg_codec_pb_parse_reference(&a, msg, msg_len, &out, &f,
+                                                     e, sizeof(e)),
+                         PG_REJ_MALFORMED);
         assert_true(a.overflow > 0);
 }
 
@@ -1411,6 +1620,7 @@ int main(void)
             cmocka_unit_test(reject_order),
             cmocka_unit_test(malformed_messages),
             cmocka_unit_test(truncated_and_garbage),
+            cmocka_unit_test(decoders_agree),
             cmocka_unit_test(json_and_pb_agree),
             cmocka_unit_test(arena_bound_and_overflow),
             cmocka_unit_test(alert_roundtrip),

@@ -3,8 +3,10 @@
  * through pg_codec_pb_parse as one Record message.
  *
  * What must hold for any input: no crash, no leak, no read past the
- * message, a NUL-terminated reason for every reject, an arena of
- * PG_PB_ARENA_MIN bytes that never overflows and is given back; a record
+ * message, a NUL-terminated reason for every reject; the reference decoder
+ * (pg_codec_pb_parse_reference, numbers from protobuf-c) gives the same
+ * reject, field, reason and record bytes, with an arena of PG_PB_ARENA_MIN
+ * bytes that never overflows and is given back; a record
  * that is accepted obeys the record rules, encodes again to a message that
  * decodes to the same bytes, and decodes to the same bytes from its JSON
  * form too; a rejected message gives a dead-letter envelope that fits
@@ -164,8 +166,8 @@ static void accepted(const pg_record_t *rec)
         again.seq = rec->seq;
         const char *field;
         char why[256];
-        if (pg_codec_pb_parse(NULL, b, (size_t)n, &again, &field, why,
-                              sizeof(why)) != PG_REJ_NONE ||
+        if (pg_codec_pb_parse(b, (size_t)n, &again, &field, why, sizeof(why)) !=
+                PG_REJ_NONE ||
             memcmp(&again, rec, sizeof(again)))
                 abort();
         /* the JSON form: the same record */
@@ -232,13 +234,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t *msg = malloc(size ? size : 1);
         if (size)
                 memcpy(msg, data, size);
-        pg_record_t rec;
+        pg_record_t rec, ref;
         memset(&rec, 0, sizeof(rec));
-        const char *field;
-        char why[256];
-        pg_reject_t r = pg_codec_pb_parse(&arena, msg, size, &rec, &field, why,
-                                          sizeof(why));
+        memset(&ref, 0, sizeof(ref));
+        const char *field, *ref_field;
+        char why[256], ref_why[256];
+        pg_reject_t r =
+            pg_codec_pb_parse(msg, size, &rec, &field, why, sizeof(why));
+        pg_reject_t rr = pg_codec_pb_parse_reference(
+            &arena, msg, size, &ref, &ref_field, ref_why, sizeof(ref_why));
         if (arena.used != 0 || arena.overflow != 0)
+                abort();
+        if (r != rr || (field == NULL) != (ref_field == NULL) ||
+            (field && strcmp(field, ref_field)) || strcmp(why, ref_why) ||
+            (r == PG_REJ_NONE && memcmp(&rec, &ref, sizeof(rec))))
                 abort();
         if (r == PG_REJ_NONE)
                 accepted(&rec);
