@@ -1,13 +1,10 @@
 /*
  * util_mem.c - counted allocation for engine state (see util_mem.h).
  */
-#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MADV_HUGEPAGE */
 #include "util_mem.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 bool pg_budget_take(pg_budget_t *b, size_t n)
 {
@@ -54,40 +51,4 @@ void *pg_xrealloc(void *p, size_t n)
         if (!q)
                 oom(n);
         return q;
-}
-
-void *pg_big_calloc(size_t n)
-{
-        if (n < PG_BIG_MIN)
-                return pg_xcalloc(1, n);
-        /* map 2 MiB more, then unmap what lies before the first 2 MiB
-         * boundary and after the array: the array starts on a huge page */
-        size_t len = (n + PG_BIG_MIN - 1) & ~(PG_BIG_MIN - 1);
-        size_t map = len + PG_BIG_MIN;
-        unsigned char *m = mmap(NULL, map, PROT_READ | PROT_WRITE,
-                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED)
-                oom(n);
-        uintptr_t a =
-            ((uintptr_t)m + PG_BIG_MIN - 1) & ~(uintptr_t)(PG_BIG_MIN - 1);
-        unsigned char *p = (unsigned char *)a;
-        if (p > m)
-                munmap(m, (size_t)(p - m));
-        if (m + map > p + len)
-                munmap(p + len, (size_t)(m + map - (p + len)));
-#ifdef MADV_HUGEPAGE
-        (void)madvise(p, len, MADV_HUGEPAGE); /* advice: fine if refused */
-#endif
-        return p;
-}
-
-void pg_big_free(void *p, size_t n)
-{
-        if (!p)
-                return;
-        if (n < PG_BIG_MIN) {
-                free(p);
-                return;
-        }
-        munmap(p, (n + PG_BIG_MIN - 1) & ~(PG_BIG_MIN - 1));
 }

@@ -30,15 +30,4 @@ void *pg_xmalloc(size_t n);
 void *pg_xcalloc(size_t count, size_t n);
 void *pg_xrealloc(void *p, size_t n);
 
-/* Zeroed memory for a large array of state (a table's slots, a ring),
- * freed with pg_big_free and the same size. From PG_BIG_MIN bytes on it is
- * mapped on its own, aligned to 2 MiB and advised for transparent huge
- * pages: random lookups over hundreds of MiB of state otherwise miss the
- * TLB on nearly every probe (a page walk, twice as long in a VM), which is
- * where much of the engine's time went (docs/PERFORMANCE.md). Smaller
- * arrays come from calloc. */
-#define PG_BIG_MIN ((size_t)2 << 20)
-void *pg_big_calloc(size_t n);
-void pg_big_free(void *p, size_t n);
-
 #endif
