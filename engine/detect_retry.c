@@ -39,8 +39,7 @@ static void reason(const pg_pair_ctx_t *ctx, const pg_pair_member_t *m,
 
 static const pg_pair_ops_t ops = {PG_FIND_RETRY_DUPLICATE, match, reason};
 
-void pg_detect_retry(pg_engine_t *e, int ri, const pg_record_t *rec,
-                     pg_claims_t *claims)
+pg_key_t pg_retry_key(const pg_record_t *rec)
 {
         /* terminal, STAN, card (their keys), amount, currency */
         const uint64_t w[8] = {
@@ -48,6 +47,11 @@ void pg_detect_retry(pg_engine_t *e, int ri, const pg_record_t *rec,
             rec->k.stan.lo,        rec->k.stan.hi,
             rec->k.card.lo,        rec->k.card.hi,
             (uint64_t)rec->amount, pg_key_cur(&rec->currency)};
-        pg_detect_pair(e, ri, rec, pg_key_words(PG_TAG_RETRY, w, 8), &ops,
-                       claims);
+        return pg_key_words(PG_TAG_RETRY, w, 8);
+}
+
+void pg_detect_retry(pg_engine_t *e, int ri, const pg_record_t *rec,
+                     pg_claims_t *claims)
+{
+        pg_detect_pair(e, ri, rec, rec->k.retry, &ops, claims);
 }

@@ -45,14 +45,18 @@ static void reason(const pg_pair_ctx_t *ctx, const pg_pair_member_t *m,
 
 static const pg_pair_ops_t ops = {PG_FIND_REPEATED_SWIPE, match, reason};
 
-void pg_detect_swipe(pg_engine_t *e, int ri, const pg_record_t *rec,
-                     pg_claims_t *claims)
+pg_key_t pg_swipe_key(const pg_record_t *rec)
 {
         /* merchant, card (their keys), amount, currency */
         const uint64_t w[6] = {
             rec->k.merchant.lo,    rec->k.merchant.hi,
             rec->k.card.lo,        rec->k.card.hi,
             (uint64_t)rec->amount, pg_key_cur(&rec->currency)};
-        pg_detect_pair(e, ri, rec, pg_key_words(PG_TAG_SWIPE, w, 6), &ops,
-                       claims);
+        return pg_key_words(PG_TAG_SWIPE, w, 6);
+}
+
+void pg_detect_swipe(pg_engine_t *e, int ri, const pg_record_t *rec,
+                     pg_claims_t *claims)
+{
+        pg_detect_pair(e, ri, rec, rec->k.swipe, &ops, claims);
 }

@@ -134,6 +134,7 @@ struct pg_engine {
         int64_t now;
         uint64_t groups; /* processed so far (paces expiry) */
         bool have_now;
+        bool has_retry, has_swipe; /* a rule of the detector is active */
         int64_t short_h; /* pairing windows + refund delay + lateness */
         int64_t long_h;  /* max(short_h, refund_anomaly lookbacks) */
         pg_table_t *facts;
@@ -172,6 +173,10 @@ void pg_engine_emit_alert(pg_engine_t *e, pg_alert_t *a, pg_finding_t f,
 bool pg_engine_key_field(pg_keyb_t *kb, const pg_record_t *rec, pg_field_t f);
 
 /* --- detectors: detect_*.c --- */
+/* The pairing keys (set in rec->k by pg_engine_push): computed from the
+ * record's field keys. */
+pg_key_t pg_retry_key(const pg_record_t *rec);
+pg_key_t pg_swipe_key(const pg_record_t *rec);
 void pg_detect_retry(pg_engine_t *e, int ri, const pg_record_t *rec,
                      pg_claims_t *claims);
 void pg_detect_swipe(pg_engine_t *e, int ri, const pg_record_t *rec,

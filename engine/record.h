@@ -74,9 +74,12 @@ typedef struct pg_record {
         /* Engine-private: the keys of this record's fields, hashed once
          * when the engine takes the record (pg_engine_push), for every
          * index that needs them. Never read from input; undefined for a
-         * field the record's kind does not use. */
+         * field the record's kind does not use. retry and swipe are the
+         * pairing keys of retry_duplicate and repeated_swipe (approved
+         * purchases, when the rule set has such a rule). */
         struct {
                 pg_key_t txn, rrn, orig, card, stan, order, terminal, merchant;
+                pg_key_t retry, swipe;
         } k;
 } pg_record_t;
 

@@ -114,6 +114,15 @@ void *pg_table_lookup(const pg_table_t *t, pg_key_t k, int64_t now)
         return slot_value(s);
 }
 
+void pg_table_prefetch(const pg_table_t *t, pg_key_t k)
+{
+        const unsigned char *s =
+            (const unsigned char *)slot_at(t, (size_t)k.lo & (t->cap - 1));
+        __builtin_prefetch(s, 1);
+        /* a slot may straddle two cache lines */
+        __builtin_prefetch(s + t->slot_size - 1, 1);
+}
+
 static bool grow(pg_table_t *t)
 {
         size_t ncap = t->cap * 2;

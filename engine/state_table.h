@@ -32,6 +32,9 @@ void pg_table_free(pg_table_t *t);
 
 /* The live value for k at time now, or NULL. */
 void *pg_table_lookup(const pg_table_t *t, pg_key_t k, int64_t now);
+/* Start loading k's home slot into the cache (a hint: nothing changes), so
+ * that a lookup or upsert of k a little later does not wait for memory. */
+void pg_table_prefetch(const pg_table_t *t, pg_key_t k);
 
 /*
  * The live value for k, created (zeroed, *created = true) when absent or

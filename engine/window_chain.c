@@ -57,6 +57,11 @@ static inline void *at(const pg_chain_t *c, uint64_t pos)
         return c->ring + (pos & (c->cap - 1)) * c->member_size;
 }
 
+void pg_chain_prefetch(const pg_chain_t *c, pg_key_t key)
+{
+        pg_table_prefetch(c->groups, key);
+}
+
 void pg_chain_walk(const pg_chain_t *c, pg_key_t key, int64_t now,
                    pg_chain_iter_t *it)
 {

@@ -45,6 +45,9 @@ typedef struct pg_chain_iter {
 } pg_chain_iter_t;
 
 /* Walk the members of key, newest first. */
+/* Start loading key's group into the cache (a hint, see
+ * pg_table_prefetch). */
+void pg_chain_prefetch(const pg_chain_t *c, pg_key_t key);
 void pg_chain_walk(const pg_chain_t *c, pg_key_t key, int64_t now,
                    pg_chain_iter_t *it);
 void *pg_chain_next(pg_chain_iter_t *it);
