@@ -30,7 +30,7 @@ pg_strlog_t *pg_strlog_new(pg_budget_t *b)
 {
         pg_strlog_t *l = pg_xcalloc(1, sizeof(*l));
         l->cap = MIN_CAP;
-        l->ring = pg_xmalloc(l->cap);
+        l->ring = pg_big_calloc(l->cap);
         l->budget = b;
         pg_budget_take(b, 0); /* keeps peak consistent */
         b->used += l->cap;
@@ -44,7 +44,7 @@ void pg_strlog_free(pg_strlog_t *l)
         if (!l)
                 return;
         pg_budget_give(l->budget, l->cap);
-        free(l->ring);
+        pg_big_free(l->ring, l->cap);
         free(l);
 }
 
@@ -75,7 +75,7 @@ static bool grow(pg_strlog_t *l)
         if (!pg_budget_take(l->budget, l->cap))
                 return false;
         uint64_t ncap = l->cap * 2;
-        unsigned char *nr = pg_xmalloc(ncap);
+        unsigned char *nr = pg_big_calloc(ncap);
         /* [tail, head) in at most two runs of the old array, each copied
          * to the same positions modulo the new size */
         for (uint64_t p = l->tail; p < l->head;) {
@@ -86,7 +86,7 @@ static bool grow(pg_strlog_t *l)
                 memcpy(nr + (p & (ncap - 1)), l->ring + off, n);
                 p += n;
         }
-        free(l->ring);
+        pg_big_free(l->ring, l->cap);
         l->ring = nr;
         l->cap = ncap;
         return true;

@@ -75,7 +75,7 @@ pg_table_t *pg_table_new(const char *name, size_t value_size, pg_budget_t *b)
         t->slot_size = (sizeof(slot_hdr_t) + value_size + 7) & ~(size_t)7;
         t->budget = b;
         t->cap = MIN_CAP;
-        t->slots = pg_xcalloc(t->cap, t->slot_size);
+        t->slots = pg_big_calloc(t->cap * t->slot_size);
         t->earliest = INT64_MAX;
         pg_budget_take(b, 0); /* keeps peak consistent */
         b->used += t->cap * t->slot_size;
@@ -89,7 +89,7 @@ void pg_table_free(pg_table_t *t)
         if (!t)
                 return;
         pg_budget_give(t->budget, t->cap * t->slot_size);
-        free(t->slots);
+        pg_big_free(t->slots, t->cap * t->slot_size);
         free(t);
 }
 
@@ -130,14 +130,14 @@ static bool grow(pg_table_t *t)
                 return false;
         unsigned char *old = t->slots;
         size_t ocap = t->cap;
-        t->slots = pg_xcalloc(ncap, t->slot_size);
+        t->slots = pg_big_calloc(ncap * t->slot_size);
         t->cap = ncap;
         for (size_t i = 0; i < ocap; i++) {
                 slot_hdr_t *s = (slot_hdr_t *)(old + i * t->slot_size);
                 if (!slot_empty(s))
                         memcpy(slot_at(t, find(t, s->key)), s, t->slot_size);
         }
-        free(old);
+        pg_big_free(old, ocap * t->slot_size);
         t->cursor = 0;
         return true;
 }

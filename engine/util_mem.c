@@ -1,10 +1,12 @@
 /*
  * util_mem.c - counted allocation for engine state (see util_mem.h).
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_POPULATE */
 #include "util_mem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 bool pg_budget_take(pg_budget_t *b, size_t n)
 {
@@ -51,4 +53,25 @@ void *pg_xrealloc(void *p, size_t n)
         if (!q)
                 oom(n);
         return q;
+}
+
+void *pg_big_calloc(size_t n)
+{
+        if (n < PG_BIG_MIN)
+                return pg_xcalloc(1, n);
+        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (p == MAP_FAILED)
+                oom(n);
+        return p;
+}
+
+void pg_big_free(void *p, size_t n)
+{
+        if (!p)
+                return;
+        if (n < PG_BIG_MIN)
+                free(p);
+        else
+                munmap(p, n);
 }

@@ -33,7 +33,7 @@ pg_chain_t *pg_chain_new(const char *name, size_t member_size,
         c->member_size = (member_size + 7) & ~(size_t)7;
         c->horizon = horizon_ms;
         c->cap = 64;
-        c->ring = pg_xmalloc(c->cap * c->member_size);
+        c->ring = pg_big_calloc(c->cap * c->member_size);
         b->used += c->cap * c->member_size;
         c->groups = pg_table_new(name, sizeof(group_t), b);
         c->strings = pg_strlog_new(b);
@@ -48,7 +48,7 @@ void pg_chain_free(pg_chain_t *c)
         pg_budget_give(c->budget, c->cap * c->member_size);
         pg_table_free(c->groups);
         pg_strlog_free(c->strings);
-        free(c->ring);
+        pg_big_free(c->ring, c->cap * c->member_size);
         free(c);
 }
 
@@ -90,11 +90,11 @@ static bool grow(pg_chain_t *c)
         if (!pg_budget_take(c->budget, c->cap * c->member_size))
                 return false;
         uint64_t ncap = c->cap * 2;
-        unsigned char *nr = pg_xmalloc(ncap * c->member_size);
+        unsigned char *nr = pg_big_calloc(ncap * c->member_size);
         for (uint64_t p = c->tail; p < c->head; p++)
                 memcpy(nr + (p & (ncap - 1)) * c->member_size, at(c, p),
                        c->member_size);
-        free(c->ring);
+        pg_big_free(c->ring, c->cap * c->member_size);
         c->ring = nr;
         c->cap = ncap;
         return true;

@@ -13,6 +13,7 @@
 
 #include "state_strlog.h"
 #include "state_table.h"
+#include "util_mem.h"
 #include "window_chain.h"
 
 static pg_key_t key(uint64_t i)
@@ -227,10 +228,33 @@ static void chain_walk_newest_first_and_expiry(void **state)
         pg_chain_free(c);
 }
 
+/* pg_big_calloc: zeroed memory at every size, small (calloc) or mapped on
+ * its own (from PG_BIG_MIN), all of it writable, given back by
+ * pg_big_free with the same size. */
+static void big_alloc_zeroed(void **state)
+{
+        const size_t sizes[] = {
+            1,          4096,           PG_BIG_MIN - 1,
+            PG_BIG_MIN, PG_BIG_MIN + 1, 3 * PG_BIG_MIN + 12345};
+        for (int round = 0; round < 3; round++)
+                for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+                        size_t n = sizes[i];
+                        unsigned char *p = pg_big_calloc(n);
+                        assert_non_null(p);
+                        for (size_t k = 0; k < n; k += 4093)
+                                assert_int_equal(p[k], 0);
+                        assert_int_equal(p[n - 1], 0);
+                        memset(p, 0x5a, n); /* all of it is ours */
+                        pg_big_free(p, n);
+                }
+        pg_big_free(NULL, PG_BIG_MIN);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(insert_lookup_expire),
+            cmocka_unit_test(big_alloc_zeroed),
             cmocka_unit_test(memory_cap_refuses_and_counts),
             cmocka_unit_test(creation_sweeps_dead_entries),
             cmocka_unit_test(strlog_keeps_drops_and_renews),
