@@ -22,8 +22,9 @@
  *
  *   a. message over PG_JSON_MAX_LINE bytes              line_too_long
  *   b. empty message; not protobuf wire format: a tag of field 0 or past
- *      32 bits, a varint over 10 bytes or 64 bits, a length past the end, a
- *      group or an invalid wire type (3, 4, 6, 7)       malformed
+ *      32 bits, a tag or a length written in more than 5 bytes, a varint
+ *      over 10 bytes or 64 bits, a length past the end, a group or an
+ *      invalid wire type (3, 4, 6, 7)                   malformed
  *   c. invalid UTF-8 in a known string field, any occurrence, even one the
  *      record would ignore (original_rrn of a purchase)  bad_chars
  *   d. a known field that occurs more than once. Protobuf would keep the
@@ -171,6 +172,13 @@ static int next_field(const uint8_t *p, size_t n, size_t *i, wfield_t *f,
                 *why = "bad tag";
                 return -1;
         }
+        /* A tag and a length are 32-bit varints: at most 5 bytes, as
+         * protobuf-c (and so the reference decoder) reads them; longer
+         * (zero-padded) ones are refused, not read. */
+        if (*i - f->tag_at > 5) {
+                *why = "tag longer than 5 bytes";
+                return -1;
+        }
         f->num = (uint32_t)(tag >> 3);
         f->wire = (unsigned)(tag & 7);
         if (f->num == 0) {
@@ -198,6 +206,10 @@ static int next_field(const uint8_t *p, size_t n, size_t *i, wfield_t *f,
         case W_LEN:
                 if (!rd_varint(p, n, i, &v) || v > n - *i) {
                         *why = "length past the end of the message";
+                        return -1;
+                }
+                if (*i - f->at > 5) {
+                        *why = "length longer than 5 bytes";
                         return -1;
                 }
                 f->at = *i;

@@ -152,6 +152,12 @@ static void expect_ok_at(int line)
         assert_string_equal(err, "");
 }
 #define expect_ok() expect_ok_at(__LINE__)
+/* M plus raw extra bytes is accepted. */
+#define expect_ok_extra(extra)                                                 \
+        do {                                                                   \
+                pack_m((extra), sizeof(extra));                                \
+                expect_ok_at(__LINE__);                                        \
+        } while (0)
 
 static void expect_rej_at(pg_reject_t code, const char *fname, int line)
 {
@@ -965,6 +971,31 @@ static void malformed_messages(void **state)
         pack_m(NULL, 0);
         assert_true(msg_len <= PG_JSON_MAX_LINE);
         assert_int_equal(parse(msg, msg_len), PG_REJ_OVERSIZE);
+        /* a tag or a length padded to 5 bytes is read; to 6, refused (as
+         * protobuf-c reads them); a number's value may take 10 */
+        /* field 16 (entry_mode), varint: tag 128 */
+        const uint8_t tag5[] = {0x80, 0x81, 0x80, 0x80, 0x00, 0x01};
+        const uint8_t tag6[] = {0x80, 0x81, 0x80, 0x80, 0x80, 0x00, 0x01};
+        const uint8_t len5[] = {0x6a, 0x83, 0x80, 0x80, 0x80,
+                                0x00, 'a',  'b',  'c'};
+        const uint8_t len6[] = {0x6a, 0x83, 0x80, 0x80, 0x80,
+                                0x80, 0x00, 'a',  'b',  'c'};
+        const uint8_t val10[] = {0x80, 0x01, 0x81, 0x80, 0x80, 0x80,
+                                 0x80, 0x80, 0x80, 0x80, 0x80, 0x00};
+        base_init();
+        set_num(PG_F_ENTRY_MODE, 0, false);
+        expect_ok_extra(tag5);
+        assert_int_equal(rec.entry_mode, 1);
+        expect_rej_extra(tag6, PG_REJ_MALFORMED, NULL);
+        assert_non_null(strstr(err, "tag longer than 5 bytes"));
+        expect_ok_extra(val10);
+        assert_int_equal(rec.entry_mode, 1);
+        base_init();
+        set_str(PG_F_ORDER_ID, "");
+        expect_ok_extra(len5);
+        assert_string_equal(rec.order_id.s, "abc");
+        expect_rej_extra(len6, PG_REJ_MALFORMED, NULL);
+        assert_non_null(strstr(err, "length longer than 5 bytes"));
 }
 
 /* Every prefix of a valid message, and random byte changes: malformed or
@@ -1041,6 +1072,21 @@ static size_t put_varint(uint8_t *p, uint64_t v)
         return i;
 }
 
+/* v in at least its own length and at most 10 bytes, padded with
+ * continuation bytes of zero bits now and then (one time in four). */
+static size_t put_varint_padded(uint8_t *p, uint64_t v)
+{
+        size_t n = put_varint(p, v);
+        if (rand() % 4 || n >= 10)
+                return n;
+        size_t want = n + 1 + (size_t)rand() % (10 - n);
+        p[n - 1] |= 0x80;
+        while (n + 1 < want)
+                p[n++] = 0x80;
+        p[n++] = 0;
+        return n;
+}
+
 /* One random field of number num into m: its right wire type (wt) three
  * times in four. */
 static size_t put_field(uint8_t *m, uint32_t num, unsigned wt)
@@ -1072,12 +1118,12 @@ static size_t put_field(uint8_t *m, uint32_t num, unsigned wt)
                 if (wt == 3 || wt == 4)
                         wt = rand() % 2 ? 0 : 2;
         }
-        len += put_varint(m + len, (uint64_t)num << 3 | wt);
+        len += put_varint_padded(m + len, (uint64_t)num << 3 | wt);
         if (wt == 0) {
                 uint64_t v = nums[rand() % 16];
                 if (rand() % 3 == 0)
                         v = (uint64_t)rand() % 8;
-                len += put_varint(m + len, v);
+                len += put_varint_padded(m + len, v);
         } else if (wt == 1 || wt == 5) {
                 size_t w = wt == 1 ? 8 : 4;
                 for (size_t i = 0; i < w; i++)
@@ -1098,7 +1144,7 @@ static size_t put_field(uint8_t *m, uint32_t num, unsigned wt)
                         str[0] = 'E', str[1] = 'U';
                         str[2] = rand() % 2 ? 'R' : 'r';
                 }
-                len += put_varint(m + len, sl);
+                len += put_varint_padded(m + len, sl);
                 memcpy(m + len, str, sl);
                 len += sl;
         }
