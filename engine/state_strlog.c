@@ -32,10 +32,7 @@ pg_strlog_t *pg_strlog_new(pg_budget_t *b)
         l->cap = MIN_CAP;
         l->ring = pg_big_calloc(l->cap);
         l->budget = b;
-        pg_budget_take(b, 0); /* keeps peak consistent */
-        b->used += l->cap;
-        if (b->used > b->peak)
-                b->peak = b->used;
+        pg_budget_charge(b, l->cap);
         return l;
 }
 

@@ -77,10 +77,7 @@ pg_table_t *pg_table_new(const char *name, size_t value_size, pg_budget_t *b)
         t->cap = MIN_CAP;
         t->slots = pg_big_calloc(t->cap * t->slot_size);
         t->earliest = INT64_MAX;
-        pg_budget_take(b, 0); /* keeps peak consistent */
-        b->used += t->cap * t->slot_size;
-        if (b->used > b->peak)
-                b->peak = b->used;
+        pg_budget_charge(b, t->cap * t->slot_size);
         return t;
 }
 

@@ -20,6 +20,13 @@ bool pg_budget_take(pg_budget_t *b, size_t n)
         return true;
 }
 
+void pg_budget_charge(pg_budget_t *b, size_t n)
+{
+        b->used += n;
+        if (b->used > b->peak)
+                b->peak = b->used;
+}
+
 void pg_budget_give(pg_budget_t *b, size_t n)
 {
         b->used = n > b->used ? 0 : b->used - n;

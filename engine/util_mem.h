@@ -24,6 +24,9 @@ typedef struct pg_budget {
 /* Reserve n bytes against b; false (and b->refused++) if over the cap. */
 bool pg_budget_take(pg_budget_t *b, size_t n);
 void pg_budget_give(pg_budget_t *b, size_t n);
+/* Count n bytes against b whatever the cap: the least a structure needs
+ * to exist (a new table's first slots), which the cap cannot refuse. */
+void pg_budget_charge(pg_budget_t *b, size_t n);
 
 /* Allocation that never returns NULL (aborts with a message instead). */
 void *pg_xmalloc(size_t n);

@@ -34,7 +34,7 @@ pg_chain_t *pg_chain_new(const char *name, size_t member_size,
         c->horizon = horizon_ms;
         c->cap = 64;
         c->ring = pg_big_calloc(c->cap * c->member_size);
-        b->used += c->cap * c->member_size;
+        pg_budget_charge(b, c->cap * c->member_size);
         c->groups = pg_table_new(name, sizeof(group_t), b);
         c->strings = pg_strlog_new(b);
         c->budget = b;

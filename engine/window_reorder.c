@@ -87,9 +87,8 @@ static void add_chunk(pg_reorder_t *r)
         }
         for (size_t i = CHUNK; i-- > 0;)
                 r->free_stack[r->nfree++] = &c[i];
-        r->budget->used += CHUNK * (sizeof(pg_record_t) + 3 * sizeof(void *));
-        if (r->budget->used > r->budget->peak)
-                r->budget->peak = r->budget->used;
+        pg_budget_charge(r->budget,
+                         CHUNK * (sizeof(pg_record_t) + 3 * sizeof(void *)));
 }
 
 pg_record_t *pg_reorder_push(pg_reorder_t *r, const pg_record_t *rec,
