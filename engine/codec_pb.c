@@ -399,9 +399,7 @@ static const char *show(const char *s, size_t n, char *buf, size_t size)
  * empty. */
 static pg_reject_t get_str(dctx_t *c, int f, bool required, pg_str_t *dst)
 {
-        const kfield_t *k = &c->sc->f[f];
-        dst->len = 0;
-        dst->s[0] = '\0';
+        const kfield_t *k = &c->sc->f[f]; /* dst is zeroed already */
         if (k->n && k->wrong_type)
                 return fail(c, PG_REJ_TYPE, f,
                             "must be a string (length-delimited), found %s",
@@ -527,6 +525,12 @@ static pg_reject_t get_enum(dctx_t *c, int f, bool required, uint8_t *dst)
 /* Step 3, in pg_field_t order (reject order f. at the top of the file). */
 static pg_reject_t decode_fields(dctx_t *c, pg_record_t *out)
 {
+        /* The record starts from zero so that unused bytes of the
+         * fixed-size strings (and padding) are the same for every parse, as
+         * in codec_json.c: records are compared as memory elsewhere. */
+        uint64_t seq = out->seq;
+        memset(out, 0, sizeof(*out));
+        out->seq = seq;
         CHECK(get_str(c, PG_F_TXN_ID, true, &out->txn_id));
         CHECK(get_enum(c, PG_F_KIND, true, &out->kind));
         CHECK(get_enum(c, PG_F_STATUS, true, &out->status));
@@ -644,12 +648,6 @@ static pg_reject_t unpack_and_decode(dctx_t *c, pg_pb_arena_t *arena,
                             "not a valid posguard.v1.Record");
         }
         c->m = m;
-        /* The record starts from zero so that unused bytes of the
-         * fixed-size strings (and padding) are the same for every parse, as
-         * in codec_json.c: records are compared as memory elsewhere. */
-        uint64_t seq = out->seq;
-        memset(out, 0, sizeof(*out));
-        out->seq = seq;
         return decode_fields(c, out);
 too_small:
         return fail(c, PG_REJ_MALFORMED, -1,
@@ -697,9 +695,6 @@ pg_reject_t pg_codec_pb_parse(const void *buf, size_t len, pg_record_t *out,
         dctx_t c = {buf, &sc, NULL, field, errstr, errstr_size};
         CHECK(parse_begin(&c, len, &sc));
         /* f. from the wire: the scan has every field's place */
-        uint64_t seq = out->seq;
-        memset(out, 0, sizeof(*out)); /* as in unpack_and_decode */
-        out->seq = seq;
         return decode_fields(&c, out);
 }
 
