@@ -568,6 +568,7 @@ void pg_engine_push(pg_engine_t *e, const pg_record_t *rec)
         r->k.txn = k;
         /* the keys the record's kind uses, hashed once for every index */
         if (rec->status == PG_STATUS_APPROVED) {
+                r->k.card = pg_key_str(PG_TAG_CARD, &rec->card_token);
                 if (rec->kind == PG_KIND_PURCHASE) {
                         r->k.rrn = pg_key_str(PG_TAG_RRN, &rec->rrn);
                         r->k.stan = pg_key_str(PG_TAG_STAN, &rec->stan);
@@ -578,15 +579,13 @@ void pg_engine_push(pg_engine_t *e, const pg_record_t *rec)
                         if (rec->order_id.len)
                                 r->k.order =
                                     pg_key_str(PG_TAG_ORDER, &rec->order_id);
-                } else {
-                        r->k.orig = pg_key_str(PG_TAG_RRN, &rec->original_rrn);
-                }
-                r->k.card = pg_key_str(PG_TAG_CARD, &rec->card_token);
-                if (rec->kind == PG_KIND_PURCHASE) {
+                        /* the pairing keys, from the field keys above */
                         if (e->has_retry)
                                 r->k.retry = pg_retry_key(r);
                         if (e->has_swipe)
                                 r->k.swipe = pg_swipe_key(r);
+                } else {
+                        r->k.orig = pg_key_str(PG_TAG_RRN, &rec->original_rrn);
                 }
         }
         release(e, e->max_t - e->rs->allowed_lateness_ms, false);
