@@ -10,6 +10,7 @@
  */
 #include "kafka_obs.h"
 
+#include "util_hash.h"
 #include "util_text.h"
 
 #include <inttypes.h>
@@ -300,12 +301,12 @@ struct pg_topk {
         uint16_t idx[TOPK_INDEX]; /* merchant index + 1; 0: empty */
 };
 
-static uint64_t fnv(const char *s);
+static uint64_t id_hash(const char *s);
 
 /* Where id is in the index, or the empty slot where it would go. */
 static size_t tk_slot(const pg_topk_t *t, const char *id)
 {
-        size_t j = (size_t)fnv(id) & (TOPK_INDEX - 1);
+        size_t j = (size_t)id_hash(id) & (TOPK_INDEX - 1);
         while (t->idx[j] && strcmp(t->m[t->idx[j] - 1].id, id))
                 j = (j + 1) & (TOPK_INDEX - 1);
         return j;
@@ -347,12 +348,9 @@ static uint32_t window_total(const tk_merchant_t *m, int64_t minute)
         return s;
 }
 
-static uint64_t fnv(const char *s)
+static uint64_t id_hash(const char *s)
 {
-        uint64_t h = 1469598103934665603ULL;
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-        return h | 1;
+        return pg_hash64(s, strlen(s), 0) | 1;
 }
 
 void pg_topk_add(pg_topk_t *t, const char *merchant, const char *terminal,
@@ -389,7 +387,7 @@ void pg_topk_add(pg_topk_t *t, const char *merchant, const char *terminal,
                 m->count[s] = 0;
         }
         m->count[s]++;
-        uint64_t h = fnv(terminal ? terminal : "");
+        uint64_t h = id_hash(terminal ? terminal : "");
         int slot = -1, oldest = 0;
         for (int i = 0; i < TOPK_TERMINALS; i++) {
                 if (m->term[i] == h) {

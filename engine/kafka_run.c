@@ -119,10 +119,12 @@ static void rk_log(const rd_kafka_t *rk, int level, const char *fac,
 typedef struct run run_t;
 
 /* A dashboard event waiting for its transaction's commit: an output as
- * JSON, and for an alert the ids the top merchants count. */
+ * JSON (NULL when no dashboard listens), and for an alert the ids the top
+ * merchants count. */
 typedef struct ev {
         const char *type; /* "alert" or "refund" (static) */
         char *json;
+        size_t len;
         char merchant[PG_STR_MAX + 1], terminal[PG_STR_MAX + 1];
 } ev_t;
 
@@ -249,11 +251,14 @@ struct run {
         size_t held_total; /* bytes all parts hold (between batches) */
         uint64_t batch_id; /* batches run so far */
         /* observability (kafka_obs.h): the HTTP endpoint, and what the
-         * open, the held and the committing transaction counted */
+         * open and the committing transaction counted (batches processed
+         * while a commit is in flight count in the open one: their outputs
+         * are produced into it) */
         pg_obs_t *obs;
-        pg_metrics_t *m_open, *m_held, *m_commit;
-        evlist_t ev_open, ev_held, ev_commit;
+        pg_metrics_t *m_open, *m_commit;
+        evlist_t ev_open, ev_commit;
         pg_topk_t *topk; /* top merchants by committed alerts */
+        bool events;     /* the dashboard's event stream is served */
         int64_t last_refresh;
 };
 
@@ -277,9 +282,9 @@ static void on_hup(int sig)
  * Observability: metrics and dashboard events, counted per transaction
  *
  * Processing threads count into their part (p->m, p->ev); after each batch
- * the consumer thread moves that into the open transaction's staging, or
- * the held one's while a commit is in flight (those outputs go into the
- * next transaction, see "Commits overlap"). When a transaction commits its
+ * the consumer thread moves that into the open transaction's staging (also
+ * while a commit is in flight: those outputs go into the next transaction,
+ * see "Commits overlap"). When a transaction commits its
  * staging goes to the exported registry and its events to the dashboard's
  * stream; when it aborts, its staging is dropped (the records are counted
  * again when they are processed again). kafka_obs.h names the metrics.
@@ -300,13 +305,16 @@ static void ev_push(evlist_t *l, const ev_t *e)
         l->ev[l->n++] = *e;
 }
 
-/* An output's event: json is n bytes (no newline), copied. */
+/* An output's event: json is n bytes (no newline), copied; NULL: none. */
 static void ev_add(evlist_t *l, const char *type, const char *json, size_t n,
                    const char *merchant, const char *terminal)
 {
-        ev_t e = {type, pg_xmalloc(n + 1), "", ""};
-        memcpy(e.json, json, n);
-        e.json[n] = '\0';
+        ev_t e = {type, NULL, n, "", ""};
+        if (json) {
+                e.json = pg_xmalloc(n + 1);
+                memcpy(e.json, json, n);
+                e.json[n] = '\0';
+        }
         snprintf(e.merchant, sizeof(e.merchant), "%s",
                  merchant ? merchant : "");
         snprintf(e.terminal, sizeof(e.terminal), "%s",
@@ -380,8 +388,18 @@ static void obs_alert(part_t *p, const pg_alert_t *a, const char *json, int n)
                 pg_metrics_add(p->m, M_BLOCKED_AMOUNT, bl,
                                major_units(a->amount, cur));
         }
+        /* detected_at is the wall clock unless the engine runs on event
+         * time */
+        int64_t at = r->econf.event_clock ? pg_wall_ms() : a->detected_at;
         pg_metrics_observe(p->m, M_DETECTION, NULL,
-                           (double)(pg_wall_ms() - a->event_time) / 1000.0);
+                           (double)(at - a->event_time) / 1000.0);
+        /* the top merchants count every alert; the JSON is for the
+         * dashboard's stream only */
+        if (!r->events) {
+                ev_add(&p->ev, "alert", NULL, 0, a->merchant_id,
+                       a->terminal_id);
+                return;
+        }
         if (!json) {
                 n = pg_codec_json_alert(p->obuf, sizeof(p->obuf), a);
                 json = p->obuf;
@@ -400,6 +418,8 @@ static void obs_refund(part_t *p, const pg_refund_t *f, const char *json, int n)
         const char *l[] = {f->rule_id, f->reason, cur};
         pg_metrics_add(p->m, M_REFUNDS, l, 1);
         pg_metrics_add(p->m, M_REFUND_AMOUNT, l, major_units(f->amount, cur));
+        if (!r->events)
+                return;
         if (!json) {
                 n = pg_codec_json_refund(p->obuf, sizeof(p->obuf), f);
                 json = p->obuf;
@@ -447,24 +467,27 @@ static void obs_fold(run_t *r, part_t *p)
                                        (double)(st.state_full - o->state_full));
         }
         p->last_st = st;
-        bool held = atomic_load(&r->committing);
-        pg_metrics_merge(held ? r->m_held : r->m_open, p->m);
+        pg_metrics_merge(r->m_open, p->m);
         pg_metrics_clear(p->m);
-        ev_move(held ? &r->ev_held : &r->ev_open, &p->ev);
+        ev_move(&r->ev_open, &p->ev);
 }
 
-/* The open transaction starts committing. */
+/* The open transaction starts committing: its counts become the
+ * committing one's (empty: one commit is in flight at a time, and each
+ * ends by clearing them), and the open one starts from nothing. */
 static void obs_commit_start(run_t *r)
 {
         if (!r->obs)
                 return;
-        pg_metrics_merge(r->m_commit, r->m_open);
-        pg_metrics_clear(r->m_open);
-        ev_move(&r->ev_commit, &r->ev_open);
+        pg_metrics_t *m = r->m_commit;
+        r->m_commit = r->m_open;
+        r->m_open = m;
+        evlist_t l = r->ev_commit;
+        r->ev_commit = r->ev_open;
+        r->ev_open = l;
 }
 
-/* It committed: its counts are exported, its events go to the dashboard,
- * and what was held is now in the open transaction. */
+/* It committed: its counts are exported, its events go to the dashboard. */
 static void obs_committed(run_t *r, int64_t dt_ms)
 {
         if (!r->obs)
@@ -479,17 +502,15 @@ static void obs_committed(run_t *r, int64_t dt_ms)
         int64_t now = pg_wall_ms();
         for (size_t i = 0; i < r->ev_commit.n; i++) {
                 const ev_t *e = &r->ev_commit.ev[i];
-                pg_obs_publish(r->obs, e->type, e->json, strlen(e->json));
+                if (e->json)
+                        pg_obs_publish(r->obs, e->type, e->json, e->len);
                 if (!strcmp(e->type, "alert") && r->topk)
                         pg_topk_add(r->topk, e->merchant, e->terminal, now);
         }
         ev_clear(&r->ev_commit);
-        pg_metrics_merge(r->m_open, r->m_held);
-        pg_metrics_clear(r->m_held);
-        ev_move(&r->ev_open, &r->ev_held);
 }
 
-/* It aborted: every count of the open, held and committing transactions
+/* It aborted: every count of the open and committing transactions
  * goes (their records are processed again after the rebuild). */
 static void obs_aborted(run_t *r)
 {
@@ -498,10 +519,8 @@ static void obs_aborted(run_t *r)
         static const char *const ab[] = {"aborted"};
         obs_count(r, M_TXNS, ab, 1);
         pg_metrics_clear(r->m_open);
-        pg_metrics_clear(r->m_held);
         pg_metrics_clear(r->m_commit);
         ev_clear(&r->ev_open);
-        ev_clear(&r->ev_held);
         ev_clear(&r->ev_commit);
 }
 
@@ -1778,8 +1797,8 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                 r->obs = pg_obs_new(pg_run_families, M__COUNT);
                 if (listen[0] && pg_obs_listen(r->obs, listen, err, errsz))
                         return -1;
+                r->events = listen[0] != 0;
                 r->m_open = pg_metrics_new(pg_run_families, M__COUNT);
-                r->m_held = pg_metrics_new(pg_run_families, M__COUNT);
                 r->m_commit = pg_metrics_new(pg_run_families, M__COUNT);
                 r->topk = pg_topk_new();
                 pg_metrics_set(pg_obs_lock(r->obs), M_START, NULL,
@@ -2114,11 +2133,9 @@ static void teardown(run_t *r)
         pg_kconf_free(&r->conf);
         free(r->in_topic_list);
         pg_metrics_free(r->m_open);
-        pg_metrics_free(r->m_held);
         pg_metrics_free(r->m_commit);
         pg_topk_free(r->topk);
         ev_free(&r->ev_open);
-        ev_free(&r->ev_held);
         ev_free(&r->ev_commit);
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util_hash.h"
 #include "util_mem.h"
 
 typedef struct series {
@@ -40,15 +41,13 @@ static int nlabels(const pg_mfamily_t *f)
         return n;
 }
 
+/* The family and its label values, each hashed with the hash so far as
+ * the seed (so "a","bc" and "ab","c" differ). */
 static uint64_t hash_of(int fam, const char *const *lv, int nl)
 {
-        uint64_t h = 1469598103934665603ULL ^ (uint64_t)fam;
-        for (int i = 0; i < nl; i++) {
-                for (const unsigned char *p = (const unsigned char *)lv[i]; *p;
-                     p++)
-                        h = (h ^ *p) * 1099511628211ULL;
-                h = (h ^ 0xff) * 1099511628211ULL; /* separator */
-        }
+        uint64_t h = (uint64_t)fam;
+        for (int i = 0; i < nl; i++)
+                h = pg_hash64(lv[i], strlen(lv[i]), h);
         return h;
 }
 
