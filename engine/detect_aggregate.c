@@ -45,7 +45,7 @@ bool pg_detect_aggregate_init(pg_engine_t *e, int ri)
             pg_table_new("aggregate-distinct", sizeof(int64_t), &e->budget);
         s->cap = 64;
         s->ring = pg_xmalloc(s->cap * sizeof(agg_event_t));
-        e->budget.used += s->cap * sizeof(agg_event_t);
+        pg_budget_charge(&e->budget, s->cap * sizeof(agg_event_t));
         return true;
 }
 

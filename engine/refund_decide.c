@@ -72,9 +72,7 @@ void pg_refund_enqueue(pg_engine_t *e, const pg_record_t *rec,
         } else {
                 p = pg_xmalloc(sizeof(*p));
                 e->pend_alloc++;
-                e->budget.used += sizeof(*p);
-                if (e->budget.used > e->budget.peak)
-                        e->budget.peak = e->budget.used;
+                pg_budget_charge(&e->budget, sizeof(*p));
         }
         p->due = rec->event_time + e->rs->refund_delay_ms;
         p->seq = ++e->pend_seq;
