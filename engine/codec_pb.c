@@ -157,6 +157,7 @@ typedef struct wfield {
         size_t tag_at; /* first byte of the tag */
         size_t at;     /* first byte of the value (W_LEN: of its bytes) */
         size_t end;    /* one past the value */
+        uint64_t v;    /* W_VARINT: the value */
 } wfield_t;
 
 /* The field at p[*i..n) into *f: 1, or 0 at the end, or -1 with a reason
@@ -168,6 +169,7 @@ static int next_field(const uint8_t *p, size_t n, size_t *i, wfield_t *f,
                 return 0;
         uint64_t tag, v;
         f->tag_at = *i;
+        f->v = 0;
         if (!rd_varint(p, n, i, &tag) || tag > UINT32_MAX) {
                 *why = "bad tag";
                 return -1;
@@ -188,7 +190,7 @@ static int next_field(const uint8_t *p, size_t n, size_t *i, wfield_t *f,
         f->at = *i;
         switch (f->wire) {
         case W_VARINT:
-                if (!rd_varint(p, n, i, &v)) {
+                if (!rd_varint(p, n, i, &f->v)) {
                         *why = "truncated or overlong varint";
                         return -1;
                 }
@@ -260,6 +262,7 @@ typedef struct kfield {
         uint8_t n; /* occurrences, saturating */
         bool wrong_type;
         bool printable; /* a string of printable ASCII only (0x20..0x7e) */
+        uint64_t v;     /* a varint's value */
         unsigned wire;
         size_t tag_at, at, end;
 } kfield_t;
@@ -323,6 +326,7 @@ static bool scan_record(const uint8_t *p, size_t n, scan_t *s)
                 k->tag_at = w.tag_at;
                 k->at = w.at;
                 k->end = w.end;
+                k->v = w.v;
                 k->wrong_type = w.wire != FIELDS[f].wire;
                 if (k->wrong_type) {
                         s->compact = true;
@@ -450,8 +454,8 @@ static bool get_num(const dctx_t *c, int f, uint64_t *v)
         if (!c->m) {
                 if (!k->n)
                         return false;
-                size_t i = k->at;
-                return rd_varint(c->p, k->end, &i, v);
+                *v = k->v; /* read by the scan */
+                return true;
         }
         const char *base = (const char *)c->m + FIELDS[f].off;
         const Posguard__V1__Record *m = c->m;
