@@ -254,15 +254,12 @@ static void sweep(pg_table_t *t, int64_t now, size_t n)
         size_t mask = t->cap - 1;
         while (n--) {
                 slot_hdr_t *s = slot_at(t, t->cursor);
-                if (!slot_empty(s) && now >= s->expire_at)
+                /* what a deletion moves in is examined too */
+                while (!slot_empty(s) && now >= s->expire_at)
                         delete_at(t, t->cursor);
-                if (slot_empty(s) || now < s->expire_at) {
-                        if (!slot_empty(s) && s->expire_at < least)
-                                least = s->expire_at;
-                        t->cursor = (t->cursor + 1) & mask;
-                } else {
-                        n++; /* what moved in is examined too */
-                }
+                if (!slot_empty(s) && s->expire_at < least)
+                        least = s->expire_at;
+                t->cursor = (t->cursor + 1) & mask;
         }
         if (pass)
                 t->earliest = least;
