@@ -841,7 +841,8 @@ int main(int argc, char **argv)
                                 keep = i;
                 if (keep < 0)
                         die("--only %s: no such row", only);
-                /* the marginals need rows 0 and 1; the others are left out */
+                /* every other row is left out (and so are the marginals,
+                 * which need rows 0 and 1) */
                 for (int i = 0; i < nrows; i++)
                         rows[i].skip = i != keep;
         }
@@ -912,12 +913,9 @@ int main(int argc, char **argv)
                 char marg[32] = "-", al[32] = "-", rf[32] = "-";
                 if (r->skip)
                         continue;
-                if (r->kind == KIND_DECODE_REF && !only)
+                if (r->kind != KIND_DECODE && !only)
                         snprintf(marg, sizeof(marg), "%+.1f", r->marginal);
                 if (r->kind != KIND_DECODE && r->kind != KIND_DECODE_REF) {
-                        if (!only)
-                                snprintf(marg, sizeof(marg), "%+.1f",
-                                         r->marginal);
                         snprintf(al, sizeof(al), "%llu",
                                  (unsigned long long)r->best.alerts);
                         snprintf(rf, sizeof(rf), "%llu",
