@@ -105,11 +105,13 @@ static const char *const format_names[] = {"protobuf", "json", NULL};
 static void rk_log(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf)
 {
+        char m[512];
+        snprintf(m, sizeof(m), "%s", buf);
         pg_log(level <= 3   ? PG_LOG_ERROR
                : level == 4 ? PG_LOG_WARN
                             : PG_LOG_INFO,
                "event=librdkafka client=%s facility=%s message=\"%s\"",
-               rd_kafka_name(rk), fac, buf);
+               rd_kafka_name(rk), fac, pg_log_quotable(m));
 }
 
 /* ---------------------------------------------------------------------
@@ -1332,15 +1334,13 @@ static void maybe_reload(run_t *r)
                 r->c.reloads_failed++;
                 static const char *const failed[] = {"failed"};
                 obs_count(r, M_RELOADS, failed, 1);
-                for (char *p = err; *p; p++) /* one log line */
-                        if (*p == '\n' || *p == '"')
-                                *p = *p == '\n' ? ';' : '\'';
+                pg_log_quotable(err); /* one log line */
                 LOG_ERROR("event=rules_reload_failed path=%s error=\"%s\" "
                           "note=\"still running version %s hash %s\"",
                           r->rules_path, err, r->rules->version,
                           r->rules->hash);
                 for (char *p = err; *p; p++) /* JSON-safe */
-                        if (*p == '\\' || (unsigned char)*p < 0x20)
+                        if (*p == '\\')
                                 *p = ' ';
                 rules_event(r, "rules_reload_failed", r->rules, NULL, err);
                 return;

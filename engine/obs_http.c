@@ -381,10 +381,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         vsnprintf(m, sizeof(m), fmt, ap);
         if (strstr(m, "closed by remote peer") || strstr(m, "Connection reset"))
                 return;
-        for (char *p = m; *p; p++)
-                if (*p == '"' || *p == '\n' || *p == '\r')
-                        *p = *p == '"' ? '\'' : ' ';
-        pg_log(PG_LOG_WARN, "event=http_error message=\"%s\"", m);
+        pg_log(PG_LOG_WARN, "event=http_error message=\"%s\"",
+               pg_log_quotable(m));
 }
 
 int pg_obs_listen(pg_obs_t *o, const char *hostport, char *err, size_t errsz)

@@ -145,6 +145,16 @@ size_t pg_log_line(char *buf, size_t size, pg_log_format_t f, const char *ts,
         return o.n;
 }
 
+char *pg_log_quotable(char *s)
+{
+        for (char *p = s; *p; p++)
+                if (*p == '"')
+                        *p = '\'';
+                else if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = ' ';
+        return s;
+}
+
 void pg_log(pg_log_level_t lv, const char *fmt, ...)
 {
         static const char *const names[] = {"info", "warn", "error"};

@@ -28,6 +28,12 @@ void pg_log_configure(pg_log_format_t format, pg_log_level_t min);
 void pg_log(pg_log_level_t lv, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Make s (in place) fit a quoted logfmt value, key="s", on one line: '"'
+ * becomes '\'', a control character (newline included) a space. For text
+ * from elsewhere: librdkafka's and libmicrohttpd's messages, parse
+ * errors. Returns s. */
+char *pg_log_quotable(char *s);
+
 /* One line (no newline) of ts, level and a logfmt message in format f.
  * Returns its length. When size is too small, JSON lines lose whole
  * members from the end (staying valid JSON), logfmt lines are cut. */

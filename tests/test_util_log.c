@@ -67,6 +67,31 @@ static void json_long_member_dropped(void **state)
                                "\"b\":2}");
 }
 
+/* Text from elsewhere (a librdkafka message with quotes and a newline)
+ * made quotable stays one value on one line: before, rk_log put it in
+ * message="..." as it was, so the logfmt line broke in two at the newline
+ * and its inner quotes ended the value early for a logfmt reader. */
+static void foreign_text_stays_one_value(void **state)
+{
+        char m[] = "Failed to \"connect\"\r\nok=1 \x01tail";
+        assert_ptr_equal(pg_log_quotable(m), m);
+        assert_string_equal(m, "Failed to 'connect'  ok=1  tail");
+        char msg[256], b[512];
+        snprintf(msg, sizeof(msg), "event=librdkafka message=\"%s\"", m);
+        pg_log_line(b, sizeof(b), PG_LOG_JSON, TS, "warn", msg);
+        assert_string_equal(
+            b, "{\"ts\":\"2026-12-01T10:00:00.000Z\",\"level\":\"warn\","
+               "\"event\":\"librdkafka\",\"message\":\"Failed to 'connect'  "
+               "ok=1  tail\"}");
+        pg_log_line(b, sizeof(b), PG_LOG_LOGFMT, TS, "warn", msg);
+        assert_null(strchr(b, '\n'));
+        assert_null(strchr(b, '\r'));
+        int quotes = 0;
+        for (const char *p = b; *p; p++)
+                quotes += *p == '"';
+        assert_int_equal(quotes, 2);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -74,6 +99,7 @@ int main(void)
             cmocka_unit_test(json_line),
             cmocka_unit_test(json_cut_stays_valid),
             cmocka_unit_test(json_long_member_dropped),
+            cmocka_unit_test(foreign_text_stays_one_value),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
