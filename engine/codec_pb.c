@@ -134,8 +134,12 @@ static const char *wire_name(unsigned wt)
 }
 
 /* A varint at p[*i..n): at most 10 bytes, no bit past 64. */
-static bool rd_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
+static inline bool rd_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
 {
+        if (*i < n && p[*i] < 0x80) { /* one byte: tags, lengths, enums */
+                *v = p[(*i)++];
+                return true;
+        }
         uint64_t r = 0;
         for (unsigned k = 0; k < 10 && *i < n; k++) {
                 uint8_t b = p[(*i)++];
@@ -257,14 +261,16 @@ static const struct rfield {
     [PG_F_RETRANSMISSION] = RF(retransmission, W_VARINT),
 };
 
-/* What the scan learnt about one known field (its last occurrence). */
+/* What the scan learnt about one known field (its last occurrence), in 24
+ * bytes: the scan clears one per field of every record. Offsets fit 32
+ * bits (a message is at most PG_JSON_MAX_LINE bytes, checked first). */
 typedef struct kfield {
         uint8_t n; /* occurrences, saturating */
         bool wrong_type;
         bool printable; /* a string of printable ASCII only (0x20..0x7e) */
-        uint64_t v;     /* a varint's value */
-        unsigned wire;
-        size_t tag_at, at, end;
+        uint8_t wire;
+        uint32_t tag_at, at, end;
+        uint64_t v; /* a varint's value */
 } kfield_t;
 
 typedef struct scan {
@@ -284,23 +290,46 @@ typedef struct scan {
  * borrows (sets bit 7) for b < 0x20, and (b ^ 0x7f) - 1 does for 0x7f;
  * and-ing with ~b masks what b's own bit 7 would set, which the first
  * test (w & 0x80...) catches anyway. */
-static bool printable_ascii(const uint8_t *p, size_t n)
+static inline bool printable_word(uint64_t w)
 {
         const uint64_t ones = 0x0101010101010101ULL;
         const uint64_t high = 0x8080808080808080ULL;
-        size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-                uint64_t w;
-                memcpy(&w, p + i, 8);
-                uint64_t del = w ^ (0x7f * ones);
-                if ((w | ((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) &
-                    high)
-                        return false;
+        uint64_t del = w ^ (0x7f * ones);
+        return !((w | ((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & high);
+}
+
+static bool printable_ascii(const uint8_t *p, size_t n)
+{
+        uint64_t w;
+        if (n >= 8) {
+                size_t i = 0;
+                for (; i + 8 < n; i += 8) {
+                        memcpy(&w, p + i, 8);
+                        if (!printable_word(w))
+                                return false;
+                }
+                /* the last 8 bytes, overlapping what was checked: no loop
+                 * over a tail of single bytes */
+                memcpy(&w, p + n - 8, 8);
+                return printable_word(w);
         }
-        for (; i < n; i++)
-                if (p[i] < 0x20 || p[i] >= 0x7f)
-                        return false;
-        return true;
+        /* under 8 bytes: in a word of spaces (printable), from at most
+         * two overlapping 4-byte reads or single bytes */
+        w = 0x2020202020202020ULL;
+        if (n >= 4) {
+                uint32_t a, b;
+                memcpy(&a, p, 4);
+                memcpy(&b, p + n - 4, 4);
+                w = (uint64_t)a | (uint64_t)b << 32;
+        } else if (n >= 2) {
+                uint16_t a, b;
+                memcpy(&a, p, 2);
+                memcpy(&b, p + n - 2, 2);
+                w = (w & ~0xffffffffULL) | a | (uint32_t)b << 16;
+        } else if (n == 1) {
+                w = (w & ~0xffULL) | p[0];
+        }
+        return printable_word(w);
 }
 
 static bool scan_record(const uint8_t *p, size_t n, scan_t *s)
@@ -322,10 +351,10 @@ static bool scan_record(const uint8_t *p, size_t n, scan_t *s)
                         s->dup = f;
                 if (k->n < UINT8_MAX)
                         k->n++;
-                k->wire = w.wire;
-                k->tag_at = w.tag_at;
-                k->at = w.at;
-                k->end = w.end;
+                k->wire = (uint8_t)w.wire;
+                k->tag_at = (uint32_t)w.tag_at;
+                k->at = (uint32_t)w.at;
+                k->end = (uint32_t)w.end;
                 k->v = w.v;
                 k->wrong_type = w.wire != FIELDS[f].wire;
                 if (k->wrong_type) {
