@@ -87,6 +87,15 @@ const pg_mfamily_t pg_run_families[M__COUNT] = {
                      {NULL},
                      latency_buckets,
                      NB},
+    [M_CONSUME_DELAY] = {"posguard_consume_delay_seconds",
+                         "From an input message's Kafka timestamp (its "
+                         "producer's create time, or the broker's append "
+                         "time where the topic says so) to the poll that "
+                         "returned it.",
+                         PG_M_HISTOGRAM,
+                         {NULL},
+                         latency_buckets,
+                         NB},
     [M_BATCH] = {"posguard_batch_duration_seconds",
                  "Processing time of one polled batch of input messages.",
                  PG_M_HISTOGRAM,

@@ -33,6 +33,7 @@ enum {
         M_NOT_REFUNDED,
         M_CAP_HITS,
         M_DETECTION,
+        M_CONSUME_DELAY,
         M_BATCH,
         M_COMMIT,
         M_TXNS,

@@ -223,7 +223,8 @@ struct run {
         _Atomic bool produce_failed; /* the open transaction must abort */
         bool rebuild;                /* it aborted: rebuild every partition */
         int64_t last_commit;
-        int64_t now; /* monotonic ms, read once per loop turn */
+        int64_t now;         /* monotonic ms, read once per loop turn */
+        int64_t polled_wall; /* wall ms when the batch's polls ended */
         int64_t last_message;
         int64_t first_message;    /* 0: none yet */
         int64_t last_commit_done; /* when the last commit returned */
@@ -1439,6 +1440,19 @@ static void process(part_t *p, const rd_kafka_message_t *m)
 {
         run_t *r = p->run;
         p->muted = m->offset < p->resume;
+        if (r->obs && !p->muted) {
+                /* where a detection's latency is spent before posguard
+                 * has the record: producer and broker (a re-read after a
+                 * rebuild is not a delivery, so muted ones do not count) */
+                rd_kafka_timestamp_type_t tt;
+                int64_t ts = rd_kafka_message_timestamp(m, &tt);
+                if (tt != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts > 0)
+                        pg_metrics_observe(p->m, M_CONSUME_DELAY, NULL,
+                                           ts < r->polled_wall
+                                               ? (double)(r->polled_wall - ts) /
+                                                     1000.0
+                                               : 0.0);
+        }
         pg_record_t rec;
         const char *field = NULL;
         char why[256];
@@ -2265,6 +2279,8 @@ int pg_cmd_run(int argc, char **argv)
                 /* clock reads: per batch (up to BATCH_MAX messages),
                  * never per message */
                 r->now = pg_mono_ms();
+                if (r->obs && r->batch_n)
+                        r->polled_wall = pg_wall_ms();
                 if (!r->batch_n)
                         r->c.empty_polls++;
                 if (r->batch_n) {

@@ -33,6 +33,7 @@ QUERIES = {
     "ready": "posguard_ready",
     "committed_txns": 'sum(posguard_transactions_total{outcome="committed"})',
     "batches": "sum(posguard_batch_duration_seconds_count)",
+    "consume_delays": "sum(posguard_consume_delay_seconds_count)",
     "commit_p99_ok": "histogram_quantile(0.99, sum by (le) "
                      "(posguard_transaction_commit_duration_seconds_bucket)) >= 0",
     "rules_info": "count(posguard_rules_info == 1)",
@@ -163,6 +164,11 @@ def compare(path, actual, runlog, inp):
     summ = (json.loads(stopped) if stopped.startswith("{")
             else dict(re.findall(r"(\w+)=(\d+)", stopped)))
     check("records consumed (run summary)", int(scalar(ans, "consumed")),
+          int(summ["consumed"]) - int(summ["warmup"]))
+    # every message delivered (not a re-read after a rebuild) has its
+    # Kafka timestamp's delay observed once
+    check("consume delays observed (run summary)",
+          int(scalar(ans, "consume_delays")),
           int(summ["consumed"]) - int(summ["warmup"]))
     check("records rejected (run summary)", int(scalar(ans, "rejected")),
           int(summ["rejected"]))
