@@ -16,13 +16,20 @@
 # timestamp to the alert produced into the open transaction. Commit time is
 # reported apart (the run's commits and their mean duration): a committed
 # alert becomes visible at most commit.interval.ms + one commit later.
-# Writes bench/results/latency-<host>-<date>.json.
+# Where the time goes: the run's histograms (its metrics file) give the
+# consume delay (from a message's Kafka timestamp to the poll that returned
+# it) and the batch and commit durations. The Kafka timestamp is the
+# producer's create time; with PG_BENCH_TIMESTAMP=LogAppendTime the topic
+# stamps the broker's append time instead, which splits the producer's leg
+# from the broker-to-consumer one.
+# Writes bench/results/latency-<host>-<date>-RATE.json.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . bench/lib.sh
 rate=${1:-100000}
 secs=${2:-10}
+ts_type=${PG_BENCH_TIMESTAMP:-CreateTime}
 py=/usr/bin/python3
 bench_build
 pg=build-bench/posguard
@@ -35,7 +42,7 @@ cleanup() {
 trap cleanup EXIT
 bootstrap=$(scripts/kafka.sh start "$work/broker" | tail -1)
 scripts/kafka.sh create-topic "$work/broker" pos.txn 4 \
-    message.timestamp.after.max.ms=9223372036854775807 >/dev/null 2>&1
+    message.timestamp.after.max.ms=9223372036854775807 message.timestamp.type="$ts_type" >/dev/null 2>&1
 for t in pos.alerts pos.refunds pos.dlq; do
   scripts/kafka.sh create-topic "$work/broker" $t 2 >/dev/null 2>&1
 done
@@ -48,6 +55,7 @@ group.id=latency
 transactional.id=latency-1
 clock=wall
 http.listen=127.0.0.1:0
+metrics.file=$work/metrics.prom
 CONF
 lead=$((secs + 45))
 start_ms=$(( $(date +%s%3N) + lead * 1000 ))
@@ -92,9 +100,22 @@ run_pid=
 $pg watch --config "$work/pg.conf" --json --idle-exit 4000 >"$work/out.jsonl" 2>/dev/null
 lag=$(grep -o "mean_ms=[0-9.]* max_ms=[0-9]*" "$work/produce.log" || echo "mean_ms=? max_ms=?")
 out=$(bench_out latency "-$rate.json")
-$py - "$work/out.jsonl" "$work/run.log" "$lag" "$rate" "$secs" "$(bench_machine)" "$(bench_commit)" <<'PY' | tee "$out"
+$py - "$work/out.jsonl" "$work/run.log" "$lag" "$rate" "$secs" "$(bench_machine)" "$(bench_commit)" "$work/metrics.prom" "$ts_type" <<'PY' | tee "$out"
 import datetime, json, re, sys
-out, log, lag, rate, secs, machine, commit = sys.argv[1:]
+out, log, lag, rate, secs, machine, commit, prom, ts_type = sys.argv[1:]
+def hist(name):
+    """A histogram of the run's metrics file: the bucket bound under which
+    50 %, 99 % and 99.9 % of the observations fall, in ms, and the count."""
+    b = []
+    for line in open(prom):
+        m = re.match(name + r'_bucket\{le="([^"]+)"\} ([0-9.e+]+)', line)
+        if m:
+            b.append((float("inf") if m[1] == "+Inf" else float(m[1]), float(m[2])))
+    n = b[-1][1] if b else 0
+    def q(p):
+        return next((("<= %g" % (le * 1000)) if le != float("inf") else "> %g" % (b[-2][0] * 1000)
+                     for le, c in b if c >= p * n), None) if n else None
+    return {"count": int(n), "p50_ms": q(0.5), "p99_ms": q(0.99), "p99_9_ms": q(0.999)}
 def ms(t):
     return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() * 1000
 lat = []
@@ -115,6 +136,13 @@ print(json.dumps({
     "commits": commits, "commit_ms_mean": round(int(s["commit_ms"]) / commits, 1) if commits else None,
     "commit_interval_ms": 100,
     "producer_send_lag": lag,
+    # where the time goes (bucket bounds of the run's histograms): from a
+    # message's Kafka timestamp (posguard produce stamps it at send) to
+    # the poll that returned it, and the processing of one polled batch
+    "consume_delay": hist("posguard_consume_delay_seconds"),
+    "kafka_timestamp": ts_type,
+    "batch_duration": hist("posguard_batch_duration_seconds"),
+    "commit_duration": hist("posguard_transaction_commit_duration_seconds"),
     "note": "latency = detected_at - event_time; event_time is the send time "
             "when the producer keeps pace (producer_send_lag: how far behind "
             "it fell, which the latency includes)"}, indent=1))
