@@ -11,6 +11,8 @@
  * even before the table's sweep has physically removed it. Values are
  * fixed-size, zeroed when created, and stay where they are until the next
  * upsert or expire call on the same table (a pointer is valid until then).
+ * Growth is incremental: no call does more than a bounded share of a
+ * doubling's work (state_table.c says how).
  *
  * Not thread-safe: one table belongs to one engine, driven by one thread.
  */
@@ -54,9 +56,10 @@ void pg_table_remove(pg_table_t *t, pg_key_t k);
 
 /*
  * Physically remove entries dead at now, examining at most max_work slots
- * (one pass of the table at most). Creating entries already sweeps the
- * table as it goes, so callers need this only to have memory back at once;
- * lookups are correct either way.
+ * (one pass of the table at most; while the table grows, slots of the
+ * array it is moving out of, dead entries left behind). Creating entries
+ * already sweeps the table as it goes, so callers need this only to have
+ * memory back at once; lookups are correct either way.
  */
 void pg_table_expire(pg_table_t *t, int64_t now, size_t max_work);
 

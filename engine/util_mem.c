@@ -73,6 +73,35 @@ void *pg_big_calloc(size_t n)
         return p;
 }
 
+void *pg_big_calloc_lazy(size_t n)
+{
+        if (n < PG_BIG_MIN)
+                return pg_xcalloc(1, n);
+        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+                oom(n);
+        return p;
+}
+
+void pg_big_populate(void *p, size_t size, size_t off, size_t len)
+{
+#ifdef MADV_POPULATE_WRITE
+        if (size < PG_BIG_MIN || off >= size || !len)
+                return;
+        size_t end = len > size - off ? size : off + len;
+        size_t page = 4096, from = off & ~(page - 1);
+        /* the mapping starts on a page: from is one; a failure (an old
+         * kernel) leaves the pages to fault in on use */
+        (void)madvise((char *)p + from, end - from, MADV_POPULATE_WRITE);
+#else
+        (void)p;
+        (void)size;
+        (void)off;
+        (void)len;
+#endif
+}
+
 void pg_big_free(void *p, size_t n)
 {
         if (!p)

@@ -117,7 +117,7 @@ static void creation_sweeps_dead_entries(void **state)
                                 assert_non_null(
                                     pg_table_lookup(t, key(j), now));
         }
-        /* 1000 live at any time; a pass takes cap / 8 creations */
+        /* 1000 live at any time; a pass takes cap / 4 creations */
         assert_true(most < 4000);
         assert_true(pg_table_bytes(t) <= 8192 * (16 + 8 + 8));
         pg_table_expire(t, 1 << 30, SIZE_MAX);
@@ -250,6 +250,128 @@ static void big_alloc_zeroed(void **state)
         pg_big_free(NULL, PG_BIG_MIN);
 }
 
+/* Random operations against a model, on a table that doubles many times
+ * while they run: every result (found or not, the value, created or not,
+ * the count once swept) is the model's, whatever is being moved from the
+ * old array at the time. With cap set, the budget refuses growth part of
+ * the way and the model leaves refused keys out. */
+typedef struct mentry {
+        int64_t expire_at; /* 0: absent */
+        uint64_t value;
+} mentry_t;
+
+static uint64_t rng(uint64_t *x)
+{
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        return *x;
+}
+
+static void model_run(size_t cap_bytes, int64_t horizon, uint64_t seed)
+{
+        enum { KEYS = 200000, OPS = 1500000 };
+        static mentry_t m[KEYS];
+        memset(m, 0, sizeof(m));
+        pg_budget_t b = {.cap = cap_bytes};
+        pg_table_t *t = pg_table_new("t", sizeof(uint64_t), &b);
+        uint64_t x = seed;
+        int64_t now = 0;
+        size_t refused = 0, uncharged = 0;
+        for (uint64_t op = 0; op < OPS; op++) {
+                if (rng(&x) % 4 == 0)
+                        now++;
+                /* the key universe widens over the run: growth throughout */
+                uint64_t span = 1000 + op * (KEYS - 1000) / OPS;
+                uint64_t i = rng(&x) % span;
+                mentry_t *e = &m[i];
+                bool live = e->expire_at > now;
+                uint64_t r = rng(&x) % 100;
+                if (r < 50) {
+                        int64_t exp =
+                            now + 1 + (int64_t)(rng(&x) % (uint64_t)horizon);
+                        bool created;
+                        uint64_t *v =
+                            pg_table_upsert(t, key(i), now, exp, &created);
+                        if (!v) {
+                                assert_false(live);
+                                assert_true(cap_bytes > 0);
+                                refused++;
+                                continue;
+                        }
+                        assert_int_equal(created, !live);
+                        if (live) {
+                                assert_int_equal(*v, e->value);
+                                if (exp > e->expire_at)
+                                        e->expire_at = exp;
+                        } else {
+                                assert_int_equal(*v, 0);
+                                e->expire_at = exp;
+                        }
+                        assert_int_equal(pg_table_expiry(v), e->expire_at);
+                        *v = e->value = rng(&x) | 1;
+                } else if (r < 90) {
+                        uint64_t *v = pg_table_lookup(t, key(i), now);
+                        if (live) {
+                                assert_non_null(v);
+                                assert_int_equal(*v, e->value);
+                        } else {
+                                assert_null(v);
+                        }
+                } else if (r < 97) {
+                        pg_table_remove(t, key(i));
+                        e->expire_at = 0;
+                } else if (r < 99) {
+                        pg_table_expire(t, now, rng(&x) % 64);
+                } else {
+                        pg_table_prefetch(t, key(i));
+                }
+                /* the count holds every live entry (and dead ones not yet
+                 * swept or left behind) */
+                if (op % 100000 == 0) {
+                        size_t n = 0;
+                        for (uint64_t j = 0; j < KEYS; j++)
+                                n += m[j].expire_at > now;
+                        assert_true(pg_table_count(t) >= n);
+                }
+                /* both arrays are charged while a move is under way */
+                if (pg_table_bytes(t) != b.used)
+                        uncharged++;
+        }
+        assert_int_equal(uncharged, 0);
+        /* everything live is there; once swept, nothing else is */
+        size_t want = 0;
+        for (uint64_t i = 0; i < KEYS; i++) {
+                uint64_t *v = pg_table_lookup(t, key(i), now);
+                if (m[i].expire_at > now) {
+                        want++;
+                        assert_non_null(v);
+                        assert_int_equal(*v, m[i].value);
+                } else {
+                        assert_null(v);
+                }
+        }
+        pg_table_expire(t, now, SIZE_MAX);
+        assert_int_equal(pg_table_count(t), want);
+        if (cap_bytes)
+                assert_true(refused > 0);
+        assert_true(b.peak <= (cap_bytes ? cap_bytes : SIZE_MAX));
+        pg_table_free(t);
+        assert_int_equal(b.used, 0);
+}
+
+static void growth_moves_incrementally_like_the_model(void **state)
+{
+        (void)state;
+        /* short lives: many dead entries moved or left behind; long ones:
+         * the table reaches 512k slots (16 MiB, arrays faulted in by the
+         * mover) */
+        model_run(0, 4000, 88172645463325252ULL);
+        model_run(0, 400000, 12345);
+        /* the budget refuses doublings part of the way */
+        model_run((size_t)320 << 10, 4000, 977);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -257,6 +379,7 @@ int main(void)
             cmocka_unit_test(big_alloc_zeroed),
             cmocka_unit_test(memory_cap_refuses_and_counts),
             cmocka_unit_test(creation_sweeps_dead_entries),
+            cmocka_unit_test(growth_moves_incrementally_like_the_model),
             cmocka_unit_test(strlog_keeps_drops_and_renews),
             cmocka_unit_test(chain_walk_newest_first_and_expiry),
         };
