@@ -201,6 +201,10 @@ typedef struct run_counts {
         uint64_t duplicates, late;
         size_t state_bytes_peak;
         double seconds; /* decode + push + flush */
+        /* the longest time 1,024 consecutive records took (engine rows):
+         * a stall, such as a table growing, shows here and not in the
+         * mean */
+        double worst_1k_s;
 } run_counts_t;
 
 /* One arena for the reference decoder; a record never needs more than
@@ -292,7 +296,7 @@ static int run_pipeline(const encoded_t *in, const pg_ruleset_t *rs,
         if (!pl)
                 return -1;
         pg_record_t rec;
-        double t0 = now_s();
+        double t0 = now_s(), mark = t0;
         for (size_t i = 0; i < in->n; i++) {
                 if (!decode_at(in, i, NULL, &rec)) {
                         out->decode_rejects++;
@@ -302,6 +306,12 @@ static int run_pipeline(const encoded_t *in, const pg_ruleset_t *rs,
                 out->records++;
                 if (out->records % 65536 == 0)
                         pg_pipeline_sync(pl);
+                if (out->records % 1024 == 0) {
+                        double t = now_s();
+                        if (t - mark > out->worst_1k_s)
+                                out->worst_1k_s = t - mark;
+                        mark = t;
+                }
         }
         pg_pipeline_flush(pl);
         out->seconds = now_s() - t0;
@@ -905,12 +915,12 @@ int main(int argc, char **argv)
                         sum_marginal += rows[i].marginal;
         }
 
-        printf("\n%-28s %9s %9s %12s %10s %10s %8s %8s\n", "name", "records",
-               "seconds", "records/s", "ns/record", "marginal", "alerts",
-               "refunds");
+        printf("\n%-28s %9s %9s %12s %10s %10s %8s %8s %9s\n", "name",
+               "records", "seconds", "records/s", "ns/record", "marginal",
+               "alerts", "refunds", "worst 1k");
         for (int i = 0; i < nrows; i++) {
                 const row_t *r = &rows[i];
-                char marg[32] = "-", al[32] = "-", rf[32] = "-";
+                char marg[32] = "-", al[32] = "-", rf[32] = "-", w[32] = "-";
                 if (r->skip)
                         continue;
                 if (r->kind != KIND_DECODE && !only)
@@ -920,15 +930,20 @@ int main(int argc, char **argv)
                                  (unsigned long long)r->best.alerts);
                         snprintf(rf, sizeof(rf), "%llu",
                                  (unsigned long long)r->best.refunds);
+                        snprintf(w, sizeof(w), "%.2f ms",
+                                 r->best.worst_1k_s * 1e3);
                 }
-                printf(
-                    "%-28s %9llu %9.3f %12.0f %10.1f %10s %8s %8s%s\n", r->name,
-                    (unsigned long long)r->best.records, r->best.seconds,
-                    (double)r->best.records / r->best.seconds, r->ns, marg, al,
-                    rf, r->best.decode_rejects || r->unstable ? " (!)" : "");
+                printf("%-28s %9llu %9.3f %12.0f %10.1f %10s %8s %8s %9s%s\n",
+                       r->name, (unsigned long long)r->best.records,
+                       r->best.seconds,
+                       (double)r->best.records / r->best.seconds, r->ns, marg,
+                       al, rf, w,
+                       r->best.decode_rejects || r->unstable ? " (!)" : "");
         }
         printf("marginal: ns/record minus engine_no_rules' (engine_no_rules "
                "and decode_protobuf_c: minus decode's)\n");
+        printf("worst 1k: the longest that 1,024 consecutive records took "
+               "(a stall, such as a table growing)\n");
         printf("sum of per-rule marginals: %.1f ns/record; engine_all_rules "
                "marginal: %.1f ns/record\n",
                sum_marginal, rows[all].marginal);
@@ -1006,13 +1021,15 @@ int main(int argc, char **argv)
                                         "\"marginal_ns_per_record\": %.2f, "
                                         "\"alerts\": %llu, \"refunds\": %llu, "
                                         "\"duplicates\": %llu, \"late\": "
-                                        "%llu, \"state_bytes_peak\": %zu",
+                                        "%llu, \"state_bytes_peak\": %zu, "
+                                        "\"worst_1024_records_ms\": %.3f",
                                         r->marginal,
                                         (unsigned long long)r->best.alerts,
                                         (unsigned long long)r->best.refunds,
                                         (unsigned long long)r->best.duplicates,
                                         (unsigned long long)r->best.late,
-                                        r->best.state_bytes_peak);
+                                        r->best.state_bytes_peak,
+                                        r->best.worst_1k_s * 1e3);
                         fprintf(f,
                                 ", \"decode_rejects\": %llu, "
                                 "\"repeat_seconds\": [",
