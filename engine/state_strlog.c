@@ -71,21 +71,8 @@ static bool grow(pg_strlog_t *l)
 {
         if (!pg_budget_take(l->budget, l->cap))
                 return false;
-        uint64_t ncap = l->cap * 2;
-        unsigned char *nr = pg_big_calloc(ncap);
-        /* [tail, head) in at most two runs of the old array, each copied
-         * to the same positions modulo the new size */
-        for (uint64_t p = l->tail; p < l->head;) {
-                uint64_t off = p & (l->cap - 1);
-                uint64_t n = l->cap - off;
-                if (n > l->head - p)
-                        n = l->head - p;
-                memcpy(nr + (p & (ncap - 1)), l->ring + off, n);
-                p += n;
-        }
-        pg_big_free(l->ring, l->cap);
-        l->ring = nr;
-        l->cap = ncap;
+        l->ring = pg_ring_double(l->ring, l->cap, 1, l->tail, l->head);
+        l->cap *= 2;
         return true;
 }
 

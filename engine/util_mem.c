@@ -1,11 +1,12 @@
 /*
  * util_mem.c - counted allocation for engine state (see util_mem.h).
  */
-#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_POPULATE */
+#define _GNU_SOURCE /* MAP_ANONYMOUS, MAP_POPULATE, mremap */
 #include "util_mem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 bool pg_budget_take(pg_budget_t *b, size_t n)
@@ -100,6 +101,37 @@ void pg_big_populate(void *p, size_t size, size_t off, size_t len)
         (void)off;
         (void)len;
 #endif
+}
+
+void *pg_ring_double(void *ring, size_t cap, size_t unit, uint64_t from,
+                     uint64_t to)
+{
+        size_t size = cap * unit, nsize = 2 * size;
+        unsigned char *nr;
+        bool in_place = size >= PG_BIG_MIN;
+        if (in_place) {
+                nr = mremap(ring, size, nsize, MREMAP_MAYMOVE);
+                if (nr == MAP_FAILED)
+                        oom(nsize);
+        } else {
+                nr = pg_big_calloc_lazy(nsize);
+        }
+        const unsigned char *src = in_place ? nr : ring;
+        /* [from, to) in at most two runs of the old array; each goes to
+         * the same positions modulo the new size: it stays or moves up by
+         * the old size (from [0, size) to [size, nsize): no overlap) */
+        for (uint64_t p = from; p < to;) {
+                uint64_t i = p & (cap - 1), n = cap - i;
+                if (n > to - p)
+                        n = to - p;
+                uint64_t j = p & (2 * cap - 1);
+                if (!in_place || j != i)
+                        memcpy(nr + j * unit, src + i * unit, n * unit);
+                p += n;
+        }
+        if (!in_place)
+                pg_big_free(ring, size);
+        return nr;
 }
 
 void pg_big_free(void *p, size_t n)

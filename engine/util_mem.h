@@ -52,5 +52,16 @@ void *pg_big_calloc_lazy(size_t n);
  * kernel call (MADV_POPULATE_WRITE); a hint that does nothing for a small
  * array, or where the kernel cannot (the pages then fault in on use). */
 void pg_big_populate(void *p, size_t size, size_t off, size_t len);
+/* Double a ring of cap units (a power of two) of unit bytes each, from
+ * pg_big_calloc(cap * unit), whose live units are the absolute positions
+ * [from, to), unit p at index p mod cap: returns the ring of 2 * cap
+ * units (freed with pg_big_free(ring, 2 * cap * unit)) with each live unit
+ * at index p mod 2 * cap. The old ring is gone. A big ring grows in place
+ * (mremap: its pages move, none is copied or faulted in, the new half
+ * faults in as it fills) and only the run that belongs higher up is
+ * copied, so a doubling costs at most the live bytes once, never the
+ * whole new array. Units outside [from, to) are left as they are. */
+void *pg_ring_double(void *ring, size_t cap, size_t unit, uint64_t from,
+                     uint64_t to);
 
 #endif

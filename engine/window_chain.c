@@ -89,14 +89,9 @@ static bool grow(pg_chain_t *c)
 {
         if (!pg_budget_take(c->budget, c->cap * c->member_size))
                 return false;
-        uint64_t ncap = c->cap * 2;
-        unsigned char *nr = pg_big_calloc(ncap * c->member_size);
-        for (uint64_t p = c->tail; p < c->head; p++)
-                memcpy(nr + (p & (ncap - 1)) * c->member_size, at(c, p),
-                       c->member_size);
-        pg_big_free(c->ring, c->cap * c->member_size);
-        c->ring = nr;
-        c->cap = ncap;
+        c->ring =
+            pg_ring_double(c->ring, c->cap, c->member_size, c->tail, c->head);
+        c->cap *= 2;
         return true;
 }
 

@@ -372,11 +372,52 @@ static void growth_moves_incrementally_like_the_model(void **state)
         model_run((size_t)320 << 10, 4000, 977);
 }
 
+/* A ring doubled keeps every live unit at its position modulo the new
+ * size: small rings (copied) and big ones (grown in place by mremap, the
+ * run that belongs higher up moved), whichever of the two runs that is. */
+static void ring_double_keeps_positions(void **state)
+{
+        (void)state;
+        const struct {
+                size_t cap, unit;
+        } shapes[] = {{64, 8}, {4096, 1}, {1 << 15, 80}, {1 << 21, 1}};
+        for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+                size_t cap = shapes[si].cap, unit = shapes[si].unit;
+                /* the live range: whole and wrapped at an odd multiple of
+                 * cap (the later run moves), at an even one (the earlier
+                 * run moves), not wrapped, empty */
+                const uint64_t from[] = {5 * cap - cap / 3, 6 * cap - cap / 3,
+                                         7 * cap + 1, 3 * cap, 9 * cap};
+                const uint64_t len[] = {cap, cap - 7, cap / 2, cap, 0};
+                for (size_t ri = 0; ri < 5; ri++) {
+                        uint64_t a = from[ri], z = a + len[ri];
+                        unsigned char *r = pg_big_calloc(cap * unit);
+                        for (uint64_t p = a; p < z; p++)
+                                memset(r + (p & (cap - 1)) * unit,
+                                       (int)(p % 251) + 1, unit);
+                        r = pg_ring_double(r, cap, unit, a, z);
+                        for (uint64_t p = a; p < z; p++) {
+                                const unsigned char *u =
+                                    r + (p & (2 * cap - 1)) * unit;
+                                for (size_t k = 0; k < unit; k++)
+                                        if (u[k] !=
+                                            (unsigned char)(p % 251 + 1))
+                                                fail_msg("cap %zu unit %zu "
+                                                         "range %zu: unit %llu",
+                                                         cap, unit, ri,
+                                                         (unsigned long long)p);
+                        }
+                        pg_big_free(r, 2 * cap * unit);
+                }
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(insert_lookup_expire),
             cmocka_unit_test(big_alloc_zeroed),
+            cmocka_unit_test(ring_double_keeps_positions),
             cmocka_unit_test(memory_cap_refuses_and_counts),
             cmocka_unit_test(creation_sweeps_dead_entries),
             cmocka_unit_test(growth_moves_incrementally_like_the_model),
