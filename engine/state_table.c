@@ -24,17 +24,18 @@
  * has not come round yet (30 days of facts) pays nothing. pg_table_expire
  * sweeps on demand (tests, and callers that want memory back at once).
  *
- * Growth is incremental. Doubling allocates the next array (its pages not
- * yet faulted in) and makes it the current one; the old array stays as it
- * is and every upsert first moves MOVE_STEP of its slots, in index order,
- * into the current one (entries dead by then are left behind). A whole
- * table copied at once stalled the engine in proportion to its size (a
- * 192 MiB facts array: about 70 ms of page faults and 40 ms of
- * reinsertion on the 2-core VM; 10M facts, over a second). The current
- * array's pages are faulted in 64 KiB per upsert (pg_big_populate, one
- * kernel call each, cheaper than a fault per page; faulting the whole
- * array at once was most of that stall), so no doubling stops the engine
- * for the whole array.
+ * Growth is incremental. Doubling allocates the next array and makes it
+ * the current one; the old array stays as it is and every upsert first
+ * moves MOVE_STEP of its slots, in index order, into the current one
+ * (entries dead by then are left behind). A whole table reinserted at
+ * once stalled the engine in proportion to its size (a 192 MiB facts
+ * array on the 2-core VM: about 40 ms of reinsertion after 70 ms of
+ * faulting the new array in; 10M facts, over a second). The new array is
+ * still faulted in whole when it is allocated (MAP_POPULATE): faulting it
+ * in 64 KiB per upsert instead took the rest of the stall away but cost
+ * 10-15 % of the engine's throughput (the page zeroing, spread over
+ * thousands of records, evicted their state from the caches each time),
+ * see docs/PERFORMANCE.md.
  *
  * While an old array is there: new keys go to the current array only; a
  * key is looked up in the current array, then (if absent there) in the
@@ -81,14 +82,12 @@ struct pg_table {
         size_t ocap;     /* its slots (cap / 2) */
         size_t mover;    /* its slots [0, mover) are moved */
         size_t ocount;   /* its entries at or past the mover, not GONE */
-        size_t faulted;  /* bytes of the current array faulted in */
         uint64_t shifts; /* changes that move entries between slots */
 };
 
 #define MIN_CAP 64
-#define SWEEP_STEP 4 /* slots swept per created entry */
-#define MOVE_STEP 8  /* old slots moved per upsert while growing */
-#define FAULT_BYTES ((size_t)64 << 10) /* faulted in per upsert, growing */
+#define SWEEP_STEP 4   /* slots swept per created entry */
+#define MOVE_STEP 8    /* old slots moved per upsert while growing */
 #define GONE INT64_MIN /* expiry of an old entry moved or removed early */
 
 static inline slot_hdr_t *slot_at(const pg_table_t *t, size_t i)
@@ -206,19 +205,6 @@ void pg_table_prefetch(const pg_table_t *t, pg_key_t k)
 static void move_some(pg_table_t *t, int64_t now, size_t n)
 {
         const size_t ss = t->slot_size;
-        /* fault in the current array FAULT_BYTES at a time, far ahead of
-         * the mover (whose entries land at or after slot i and i + ocap
-         * for its slot i): all of it is there within the first 3 % of
-         * the move (slots up to 128 bytes), by one kernel call a chunk
-         * rather than a fault a page, and never by one call for all */
-        size_t bytes = t->cap * ss;
-        if (t->faulted < bytes) {
-                size_t k = n == SIZE_MAX || bytes - t->faulted < FAULT_BYTES
-                               ? bytes - t->faulted
-                               : FAULT_BYTES;
-                pg_big_populate(t->slots, bytes, t->faulted, k);
-                t->faulted += k;
-        }
         while (n-- && t->mover < t->ocap) {
                 slot_hdr_t *o = (slot_hdr_t *)(t->old + t->mover++ * ss);
                 if (slot_empty(o) || o->expire_at == GONE)
@@ -246,8 +232,7 @@ static bool grow(pg_table_t *t)
         t->ocap = t->cap;
         t->mover = 0;
         t->ocount = t->count;
-        t->faulted = 0;
-        t->slots = pg_big_calloc_lazy(ncap * t->slot_size);
+        t->slots = pg_big_calloc(ncap * t->slot_size);
         t->cap = ncap;
         t->count = 0;
         t->cursor = 0;

@@ -63,44 +63,22 @@ void *pg_xrealloc(void *p, size_t n)
         return q;
 }
 
+/* populate: every page faulted in now (MAP_POPULATE), else as used */
+static void *big_map(size_t n, bool populate)
+{
+        if (n < PG_BIG_MIN)
+                return pg_xcalloc(1, n);
+        void *p = mmap(
+            NULL, n, PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0), -1, 0);
+        if (p == MAP_FAILED)
+                oom(n);
+        return p;
+}
+
 void *pg_big_calloc(size_t n)
 {
-        if (n < PG_BIG_MIN)
-                return pg_xcalloc(1, n);
-        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-        if (p == MAP_FAILED)
-                oom(n);
-        return p;
-}
-
-void *pg_big_calloc_lazy(size_t n)
-{
-        if (n < PG_BIG_MIN)
-                return pg_xcalloc(1, n);
-        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
-                oom(n);
-        return p;
-}
-
-void pg_big_populate(void *p, size_t size, size_t off, size_t len)
-{
-#ifdef MADV_POPULATE_WRITE
-        if (size < PG_BIG_MIN || off >= size || !len)
-                return;
-        size_t end = len > size - off ? size : off + len;
-        size_t page = 4096, from = off & ~(page - 1);
-        /* the mapping starts on a page: from is one; a failure (an old
-         * kernel) leaves the pages to fault in on use */
-        (void)madvise((char *)p + from, end - from, MADV_POPULATE_WRITE);
-#else
-        (void)p;
-        (void)size;
-        (void)off;
-        (void)len;
-#endif
+        return big_map(n, true);
 }
 
 void *pg_ring_double(void *ring, size_t cap, size_t unit, uint64_t from,
@@ -114,7 +92,8 @@ void *pg_ring_double(void *ring, size_t cap, size_t unit, uint64_t from,
                 if (nr == MAP_FAILED)
                         oom(nsize);
         } else {
-                nr = pg_big_calloc_lazy(nsize);
+                nr = big_map(nsize,
+                             false); /* the new half faults in as it fills */
         }
         const unsigned char *src = in_place ? nr : ring;
         /* [from, to) in at most two runs of the old array; each goes to

@@ -44,14 +44,6 @@ void *pg_xrealloc(void *p, size_t n);
 #define PG_BIG_MIN ((size_t)2 << 20)
 void *pg_big_calloc(size_t n);
 void pg_big_free(void *p, size_t n);
-/* The same, with no page faulted in yet: for an array filled a part at a
- * time (a table's next array, moved into incrementally), whose pages the
- * filler populates ahead of itself with pg_big_populate. */
-void *pg_big_calloc_lazy(size_t n);
-/* Fault in bytes [off, off + len) of a big array of size bytes now, in one
- * kernel call (MADV_POPULATE_WRITE); a hint that does nothing for a small
- * array, or where the kernel cannot (the pages then fault in on use). */
-void pg_big_populate(void *p, size_t size, size_t off, size_t len);
 /* Double a ring of cap units (a power of two) of unit bytes each, from
  * pg_big_calloc(cap * unit), whose live units are the absolute positions
  * [from, to), unit p at index p mod cap: returns the ring of 2 * cap
