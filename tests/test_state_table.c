@@ -364,12 +364,15 @@ static void growth_moves_incrementally_like_the_model(void **state)
 {
         (void)state;
         /* short lives: many dead entries moved or left behind; long ones:
-         * the table reaches 512k slots (16 MiB, arrays faulted in by the
-         * mover) */
+         * the table reaches 256k slots (8 MiB; arrays from 2 MiB on are
+         * mapped on their own) */
         model_run(0, 4000, 88172645463325252ULL);
         model_run(0, 400000, 12345);
-        /* the budget refuses doublings part of the way */
+        /* the budget refuses doublings part of the way: of small arrays,
+         * and of big ones (the doubling to 4 MiB is taken, the one to 8
+         * refused) */
         model_run((size_t)320 << 10, 4000, 977);
+        model_run((size_t)8 << 20, 400000, 4242);
 }
 
 /* A ring doubled keeps every live unit at its position modulo the new
