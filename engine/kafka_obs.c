@@ -191,8 +191,11 @@ static void jput(jbuf_t *b, const char *fmt, ...)
 static void jstr(jbuf_t *b, const char *s)
 {
         jput(b, "\"");
-        for (char e[6]; s && *s; s++)
-                jput(b, "%.*s", (int)pg_json_esc((unsigned char)*s, e), e);
+        char e[6];
+        for (size_t i = 0, n = s ? strlen(s) : 0; i < n;) {
+                size_t k = pg_json_esc(s, n, &i, e);
+                jput(b, "%.*s", (int)k, e);
+        }
         jput(b, "\"");
 }
 

@@ -45,8 +45,8 @@ static void put_json_str(out_t *o, const char *s, size_t n)
 {
         put(o, "\"", 1);
         char e[6];
-        for (size_t i = 0; i < n; i++)
-                put(o, e, pg_json_esc((unsigned char)s[i], e));
+        for (size_t i = 0; i < n;)
+                put(o, e, pg_json_esc(s, n, &i, e));
         put(o, "\"", 1);
 }
 

@@ -14,10 +14,13 @@
 const char *pg_show(char *buf, size_t size, const char *s, size_t len,
                     size_t max);
 
-/* The JSON form of one byte of a string: \" and \\ for quote and
- * backslash, \u00XX for control characters, the byte itself otherwise.
- * Writes it to out (at most 6 bytes, no NUL) and returns its length. */
-size_t pg_json_esc(unsigned char c, char out[6]);
+/* The JSON form of the character at s[*i] of s[0..n): \" and \\ for quote
+ * and backslash, \u00XX for control characters, a valid UTF-8 sequence as
+ * it is, and \ufffd (the replacement character) for a byte that does not
+ * start one, so that text from elsewhere (a file name, a library's message)
+ * never makes the JSON invalid. Writes it to out (at most 6 bytes, no NUL),
+ * moves *i past it and returns its length. */
+size_t pg_json_esc(const char *s, size_t n, size_t *i, char out[6]);
 
 /* Write s to f as a JSON string (pg_json_esc), for reports. */
 void pg_json_str_write(FILE *f, const char *s);

@@ -1,8 +1,8 @@
 /*
  * test_util_log.c - log lines in logfmt and in JSON: pairs become members,
  * quoted values are unquoted, integers are numbers, loose words a note,
- * escapes are JSON's, and a line too long for its buffer loses whole
- * members and stays valid JSON.
+ * escapes are JSON's, bytes that are not UTF-8 become \ufffd, and a line
+ * too long for its buffer loses whole members and stays valid JSON.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -92,6 +92,29 @@ static void foreign_text_stays_one_value(void **state)
         assert_int_equal(quotes, 2);
 }
 
+/* Text that is not UTF-8 (a file name, a library's message) in a JSON
+ * line: each byte that does not start a valid sequence becomes \ufffd,
+ * valid sequences stay as they are, so the line is valid UTF-8 JSON. */
+static void json_bad_utf8_replaced(void **state)
+{
+        char b[512];
+        /* valid: 2, 3 and 4 bytes; not: a lone 0xff, a 3-byte sequence
+         * cut short, an overlong '/', a surrogate, past U+10FFFF */
+        pg_log_line(b, sizeof(b), PG_LOG_JSON, TS, "warn",
+                    "event=reload_failed path=\"/r/caf\xc3\xa9 \xe2\x82\xac "
+                    "\xf0\x9f\x98\x80\" bad=\"a\xff"
+                    "b\xe2\x82 c\xc0\xaf"
+                    "d\xed\xa0\x80"
+                    "e\xf4\x90\x80\x80"
+                    "f\"");
+        assert_string_equal(
+            b, "{\"ts\":\"2026-12-01T10:00:00.000Z\",\"level\":\"warn\","
+               "\"event\":\"reload_failed\",\"path\":\"/r/caf\xc3\xa9 "
+               "\xe2\x82\xac \xf0\x9f\x98\x80\",\"bad\":\"a\\ufffdb"
+               "\\ufffd\\ufffd c\\ufffd\\ufffdd\\ufffd\\ufffd\\ufffde"
+               "\\ufffd\\ufffd\\ufffd\\ufffdf\"}");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -100,6 +123,7 @@ int main(void)
             cmocka_unit_test(json_cut_stays_valid),
             cmocka_unit_test(json_long_member_dropped),
             cmocka_unit_test(foreign_text_stays_one_value),
+            cmocka_unit_test(json_bad_utf8_replaced),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
