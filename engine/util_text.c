@@ -3,6 +3,8 @@
  */
 #include "util_text.h"
 
+#include "codec_common.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -28,43 +30,12 @@ const char *pg_show(char *buf, size_t size, const char *s, size_t len,
         return buf;
 }
 
-/* Bytes of the valid UTF-8 sequence at s[0..n) (RFC 3629: no overlong
- * form, no surrogate, at most U+10FFFF), or 0. s[0] >= 0x80. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-        size_t k;
-        unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range */
-        if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-                k = 2;
-        } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-                k = 3;
-                if (s[0] == 0xe0)
-                        lo = 0xa0;
-                else if (s[0] == 0xed)
-                        hi = 0x9f;
-        } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-                k = 4;
-                if (s[0] == 0xf0)
-                        lo = 0x90;
-                else if (s[0] == 0xf4)
-                        hi = 0x8f;
-        } else {
-                return 0;
-        }
-        if (n < k || s[1] < lo || s[1] > hi)
-                return 0;
-        for (size_t j = 2; j < k; j++)
-                if (s[j] < 0x80 || s[j] > 0xbf)
-                        return 0;
-        return k;
-}
-
 size_t pg_json_esc(const char *s, size_t n, size_t *i, char out[6])
 {
         static const char hex[] = "0123456789abcdef";
         unsigned char c = (unsigned char)s[*i];
         if (c >= 0x80) {
-                size_t k = utf8_len((const unsigned char *)s + *i, n - *i);
+                size_t k = pg_utf8_len((const unsigned char *)s + *i, n - *i);
                 if (!k) {
                         (*i)++;
                         memcpy(out, "\\ufffd", 6);
