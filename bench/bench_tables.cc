@@ -190,6 +190,63 @@ int lf_match(struct cds_lfht_node *node, const void *key)
         return x->key.lo == k->lo && x->key.hi == k->hi;
 }
 
+// The workload on keys [from, to), in read-side critical sections of
+// LF_SECTION operations, as a reader holds them for one batch of records.
+// cds_lfht resizes in a worker thread (below), and a shrink waits for a
+// grace period: in one section around the whole run, a shrink started by
+// the thread that reached its removals first held the resize lock until
+// the other thread's run ended, so that thread's table stopped growing
+// (its 2-thread row took 0.5-5 s, against a second with sections).
+constexpr size_t LF_SECTION = 256;
+
+template <typename Op> void lf_sections(size_t from, size_t to, Op op)
+{
+        for (size_t a = from; a < to; a += LF_SECTION) {
+                size_t b = to - a < LF_SECTION ? to : a + LF_SECTION;
+                rcu_read_lock();
+                for (size_t i = a; i < b; i++)
+                        op(i);
+                rcu_read_unlock();
+        }
+}
+
+void lf_ops(struct cds_lfht *ht, const std::vector<Key> &keys,
+            std::vector<LfNode> &nodes, size_t from, size_t to)
+{
+        lf_sections(from, to, [&](size_t i) {
+                cds_lfht_node_init(&nodes[i].node);
+                nodes[i].key = keys[i];
+                unsigned long h = keys[i].lo ^ keys[i].hi;
+                benchmark::DoNotOptimize(cds_lfht_add_unique(
+                    ht, h, lf_match, &keys[i], &nodes[i].node));
+        });
+        lf_sections(from, to, [&](size_t i) {
+                struct cds_lfht_iter it;
+                unsigned long h = keys[i].lo ^ keys[i].hi;
+                cds_lfht_lookup(ht, h, lf_match, &keys[i], &it);
+                benchmark::DoNotOptimize(cds_lfht_iter_get_node(&it));
+        });
+        // node memory is the vector's (cds_lfht allocates nothing per
+        // entry, like the other two), reused only after the grace period
+        // the caller waits for before the next iteration
+        lf_sections(from, to,
+                    [&](size_t i) { cds_lfht_del(ht, &nodes[i].node); });
+}
+
+// cds_lfht grows in a worker thread (a urcu workqueue) that the library
+// starts with the first auto-resizing table and stops when the last one is
+// destroyed. Stopped and started again between two runs, the new worker
+// did not grow the next table (liburcu 0.13.2, Debian 12): that run's
+// lookups walked chains of a thousand nodes and took 40-90 s instead of
+// one, every second run, which is what made the thread-axis rows seem
+// not to finish. main() keeps one table alive for the whole process, as a
+// long-running program would have, so the worker lives as long.
+struct cds_lfht *lf_new()
+{
+        return cds_lfht_new(
+            1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, nullptr);
+}
+
 void BM_cds_lfht(benchmark::State &state)
 {
         size_t n = size_t(state.range(0));
@@ -197,28 +254,8 @@ void BM_cds_lfht(benchmark::State &state)
         std::vector<LfNode> nodes(n);
         rcu_register_thread();
         for (auto _ : state) {
-                struct cds_lfht *ht = cds_lfht_new(
-                    1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
-                    nullptr);
-                // node memory is the vector's: cds_lfht allocates nothing
-                // per entry, like the other two
-                rcu_read_lock();
-                for (size_t i = 0; i < n; i++) {
-                        cds_lfht_node_init(&nodes[i].node);
-                        nodes[i].key = keys[i];
-                        unsigned long h = keys[i].lo ^ keys[i].hi;
-                        benchmark::DoNotOptimize(cds_lfht_add_unique(
-                            ht, h, lf_match, &keys[i], &nodes[i].node));
-                }
-                for (size_t i = 0; i < n; i++) {
-                        struct cds_lfht_iter it;
-                        unsigned long h = keys[i].lo ^ keys[i].hi;
-                        cds_lfht_lookup(ht, h, lf_match, &keys[i], &it);
-                        benchmark::DoNotOptimize(cds_lfht_iter_get_node(&it));
-                }
-                for (size_t i = 0; i < n; i++)
-                        cds_lfht_del(ht, &nodes[i].node);
-                rcu_read_unlock();
+                struct cds_lfht *ht = lf_new();
+                lf_ops(ht, keys, nodes, 0, n);
                 synchronize_rcu();
                 cds_lfht_destroy(ht, nullptr);
         }
@@ -317,23 +354,7 @@ void lf_work(struct cds_lfht *ht, const std::vector<Key> &keys,
              std::vector<LfNode> &nodes, size_t from, size_t to)
 {
         rcu_register_thread();
-        rcu_read_lock();
-        for (size_t i = from; i < to; i++) {
-                cds_lfht_node_init(&nodes[i].node);
-                nodes[i].key = keys[i];
-                unsigned long h = keys[i].lo ^ keys[i].hi;
-                benchmark::DoNotOptimize(cds_lfht_add_unique(
-                    ht, h, lf_match, &keys[i], &nodes[i].node));
-        }
-        for (size_t i = from; i < to; i++) {
-                struct cds_lfht_iter it;
-                unsigned long h = keys[i].lo ^ keys[i].hi;
-                cds_lfht_lookup(ht, h, lf_match, &keys[i], &it);
-                benchmark::DoNotOptimize(cds_lfht_iter_get_node(&it));
-        }
-        for (size_t i = from; i < to; i++)
-                cds_lfht_del(ht, &nodes[i].node);
-        rcu_read_unlock();
+        lf_ops(ht, keys, nodes, from, to);
         rcu_unregister_thread();
 }
 
@@ -345,9 +366,7 @@ void BM_mt_cds_lfht(benchmark::State &state)
         std::vector<LfNode> nodes(n);
         rcu_register_thread();
         for (auto _ : state) {
-                struct cds_lfht *ht = cds_lfht_new(
-                    1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
-                    nullptr);
+                struct cds_lfht *ht = lf_new();
                 split_threads(n, nt, [&](size_t a, size_t b) {
                         lf_work(ht, keys, nodes, a, b);
                 });
@@ -428,6 +447,8 @@ int main(int argc, char **argv)
                                 b->Iterations(1);
                 }
         };
+        // One auto-resizing cds_lfht alive for the whole run (see lf_new).
+        struct cds_lfht *lf_anchor = lf_new();
         one("BM_posguard_table", BM_posguard_table);
         one("BM_posguard_ctable", BM_posguard_ctable);
         one("BM_ck_ht", BM_ck_ht);
@@ -449,5 +470,6 @@ int main(int argc, char **argv)
         benchmark::Initialize(&argc, argv);
         benchmark::RunSpecifiedBenchmarks();
         benchmark::Shutdown();
+        cds_lfht_destroy(lf_anchor, nullptr);
         return 0;
 }
