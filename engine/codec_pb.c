@@ -8,6 +8,12 @@
  *      (tags, varints, lengths), notes where each known field lies and with
  *      which wire type, checks the UTF-8 of every known string field
  *      (protobuf-c does not) and finds the first known field that repeats.
+ *      The hot path first tries a scan that takes only a message as
+ *      encoders write it (known fields once each, their own wire types,
+ *      short tags, printable strings) and falls back to the general one at
+ *      the first byte that is not; the reference decoder runs the general
+ *      scan alone, so the tests and fuzzers comparing the two decoders
+ *      check one scan against the other.
  *   2. protobuf-c unpacks the message with an allocator over the caller's
  *      arena. Unknown fields, fields of the wrong wire type and strings over
  *      PG_STR_MAX bytes are left out first (a compact copy in the arena): the
@@ -234,32 +240,38 @@ static int next_field(const uint8_t *p, size_t n, size_t *i, wfield_t *f,
  * this table against the generated descriptor).
  * ------------------------------------------------------------------- */
 
-#define RF(name, w)                                                            \
-        {                                                                      \
-                w, offsetof(Posguard__V1__Record, name)                        \
-        }
+/* Every known field: its pg_field_t name, its name in the generated
+ * struct and its wire type. */
+#define RECORD_FIELDS(X)                                                       \
+        X(TXN_ID, txn_id, W_LEN)                                               \
+        X(KIND, kind, W_VARINT)                                                \
+        X(STATUS, status, W_VARINT)                                            \
+        X(MERCHANT_ID, merchant_id, W_LEN)                                     \
+        X(TERMINAL_ID, terminal_id, W_LEN)                                     \
+        X(STAN, stan, W_LEN)                                                   \
+        X(RRN, rrn, W_LEN)                                                     \
+        X(CARD_TOKEN, card_token, W_LEN)                                       \
+        X(PAN_MASKED, pan_masked, W_LEN)                                       \
+        X(AMOUNT, amount, W_VARINT)                                            \
+        X(CURRENCY, currency, W_LEN)                                           \
+        X(EXPECTED_AMOUNT, expected_amount, W_VARINT)                          \
+        X(ORDER_ID, order_id, W_LEN)                                           \
+        X(ORIGINAL_RRN, original_rrn, W_LEN)                                   \
+        X(EVENT_TIME, event_time, W_VARINT)                                    \
+        X(ENTRY_MODE, entry_mode, W_VARINT)                                    \
+        X(RETRANSMISSION, retransmission, W_VARINT)
+
+#define RF(F, name, w) [PG_F_##F] = {w, offsetof(Posguard__V1__Record, name)},
 static const struct rfield {
         uint8_t wire;
         uint16_t off;
-} FIELDS[PG_F__COUNT] = {
-    [PG_F_TXN_ID] = RF(txn_id, W_LEN),
-    [PG_F_KIND] = RF(kind, W_VARINT),
-    [PG_F_STATUS] = RF(status, W_VARINT),
-    [PG_F_MERCHANT_ID] = RF(merchant_id, W_LEN),
-    [PG_F_TERMINAL_ID] = RF(terminal_id, W_LEN),
-    [PG_F_STAN] = RF(stan, W_LEN),
-    [PG_F_RRN] = RF(rrn, W_LEN),
-    [PG_F_CARD_TOKEN] = RF(card_token, W_LEN),
-    [PG_F_PAN_MASKED] = RF(pan_masked, W_LEN),
-    [PG_F_AMOUNT] = RF(amount, W_VARINT),
-    [PG_F_CURRENCY] = RF(currency, W_LEN),
-    [PG_F_EXPECTED_AMOUNT] = RF(expected_amount, W_VARINT),
-    [PG_F_ORDER_ID] = RF(order_id, W_LEN),
-    [PG_F_ORIGINAL_RRN] = RF(original_rrn, W_LEN),
-    [PG_F_EVENT_TIME] = RF(event_time, W_VARINT),
-    [PG_F_ENTRY_MODE] = RF(entry_mode, W_VARINT),
-    [PG_F_RETRANSMISSION] = RF(retransmission, W_VARINT),
-};
+} FIELDS[PG_F__COUNT] = {RECORD_FIELDS(RF)};
+
+/* A field's tag with its own wire type -> field + 1 (0: any other tag),
+ * for the fast scan. */
+#define TAG_MAX ((PG_F__COUNT << 3) | 7)
+#define FT(F, name, w) [((PG_F_##F + 1) << 3) | w] = PG_F_##F + 1,
+static const uint8_t FAST_TAGS[TAG_MAX + 1] = {RECORD_FIELDS(FT)};
 
 /* What the scan learnt about one known field (its last occurrence), in 24
  * bytes: the scan clears one per field of every record. Offsets fit 32
@@ -298,7 +310,9 @@ static inline bool printable_word(uint64_t w)
         return !((w | ((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & high);
 }
 
-static bool printable_ascii(const uint8_t *p, size_t n)
+/* inlined: a call per string costs a third of the check */
+static inline __attribute__((always_inline)) bool
+printable_ascii(const uint8_t *p, size_t n)
 {
         uint64_t w;
         if (n >= 8) {
@@ -383,6 +397,68 @@ static bool scan_record(const uint8_t *p, size_t n, scan_t *s)
         if (r < 0)
                 s->why_at = w.tag_at;
         return r == 0;
+}
+
+/* The scan of a message as our encoders, and most others, write it: known
+ * fields only, each once, with its own wire type, tags of 1 or 2 bytes,
+ * strings of printable ASCII no longer than PG_STR_MAX. For such a message
+ * it fills *s exactly as scan_record does (s cleared by the caller); at the
+ * first byte that is anything else it returns false, and the caller scans
+ * the message again with scan_record, which knows what to say about it.
+ * The reference decoder uses scan_record alone, so every comparison of the
+ * two decoders (tests, fuzzers) holds this scan to the general one. */
+static bool scan_fast(const uint8_t *p, size_t n, scan_t *s)
+{
+        size_t i = 0, tag_at;
+        while (i < n) {
+                tag_at = i;
+                unsigned tag = p[i++];
+                if (tag >= 0x80) { /* fields 16 and 17: two bytes */
+                        if (i == n || p[i] >= 0x80)
+                                return false;
+                        tag = (tag & 0x7f) | (unsigned)p[i++] << 7;
+                }
+                if (tag > TAG_MAX || !FAST_TAGS[tag])
+                        return false;
+                kfield_t *k = &s->f[FAST_TAGS[tag] - 1];
+                if (k->n)
+                        return false; /* a repeat: the general scan says so */
+                if ((tag & 7) == W_LEN) {
+                        if (i == n)
+                                return false;
+                        size_t len = p[i++];
+                        if (len > PG_STR_MAX || len > n - i ||
+                            !printable_ascii(p + i, len))
+                                return false;
+                        k->printable = true;
+                        k->at = (uint32_t)i;
+                        i += len;
+                } else {
+                        k->at = (uint32_t)i;
+                        if (!rd_varint(p, n, &i, &k->v))
+                                return false;
+                }
+                k->n = 1;
+                k->wire = (uint8_t)(tag & 7);
+                k->tag_at = (uint32_t)tag_at;
+                k->end = (uint32_t)i;
+        }
+        s->keep = n;
+        return true;
+}
+
+/* Steps 1: the fast scan where it applies (fast), the general one
+ * otherwise. */
+static bool scan(const uint8_t *p, size_t n, scan_t *s, bool fast)
+{
+        if (fast) {
+                memset(s, 0, sizeof(*s));
+                s->dup = -1;
+                s->bad_utf8 = -1;
+                if (scan_fast(p, n, s))
+                        return true;
+        }
+        return scan_record(p, n, s);
 }
 
 /* ---------------------------------------------------------------------
@@ -690,7 +766,7 @@ too_small:
 }
 
 /* Checks a. to d.: PG_REJ_NONE when the record may be decoded. */
-static pg_reject_t parse_begin(dctx_t *c, size_t len, scan_t *sc)
+static pg_reject_t parse_begin(dctx_t *c, size_t len, scan_t *sc, bool fast)
 {
         if (c->field)
                 *c->field = NULL;
@@ -705,7 +781,7 @@ static pg_reject_t parse_begin(dctx_t *c, size_t len, scan_t *sc)
         /* b. */
         if (len == 0)
                 return fail(c, PG_REJ_MALFORMED, -1, "empty message");
-        if (!scan_record(c->p, len, sc))
+        if (!scan(c->p, len, sc, fast))
                 return fail(c, PG_REJ_MALFORMED, -1,
                             "not protobuf: %s at byte %zu", sc->why,
                             sc->why_at);
@@ -726,7 +802,7 @@ pg_reject_t pg_codec_pb_parse(const void *buf, size_t len, pg_record_t *out,
 {
         scan_t sc;
         dctx_t c = {buf, &sc, NULL, field, errstr, errstr_size};
-        CHECK(parse_begin(&c, len, &sc));
+        CHECK(parse_begin(&c, len, &sc, true));
         /* f. from the wire: the scan has every field's place */
         return decode_fields(&c, out);
 }
@@ -738,7 +814,7 @@ pg_reject_t pg_codec_pb_parse_reference(pg_pb_arena_t *arena, const void *buf,
 {
         scan_t sc;
         dctx_t c = {buf, &sc, NULL, field, errstr, errstr_size};
-        CHECK(parse_begin(&c, len, &sc));
+        CHECK(parse_begin(&c, len, &sc, false));
         /* e. and f. Nothing allocated for this record outlives the call. */
         if (!arena) {
                 _Alignas(max_align_t) unsigned char own[PG_PB_ARENA_MIN];
