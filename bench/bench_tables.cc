@@ -233,18 +233,21 @@ void lf_ops(struct cds_lfht *ht, const std::vector<Key> &keys,
                     [&](size_t i) { cds_lfht_del(ht, &nodes[i].node); });
 }
 
-// cds_lfht grows in a worker thread (a urcu workqueue) that the library
-// starts with the first auto-resizing table and stops when the last one is
-// destroyed. Stopped and started again between two runs, the new worker
-// did not grow the next table (liburcu 0.13.2, Debian 12): that run's
-// lookups walked chains of a thousand nodes and took 40-90 s instead of
-// one, every second run, which is what made the thread-axis rows seem
-// not to finish. main() keeps one table alive for the whole process, as a
-// long-running program would have, so the worker lives as long.
-struct cds_lfht *lf_new()
+// cds_lfht is created with its final size (a bucket per key). Its
+// automatic resize runs in a background worker (a urcu workqueue), and on
+// this machine (liburcu 0.13.2, Debian 12) that worker now and then never
+// ran a queued resize: the table stayed at its first 1,024 buckets, the
+// lookups walked chains of thousands of nodes, and one repetition took
+// 40 s to over 15 minutes instead of a second or a minute (a 1M-key run
+// after another table was destroyed, the 20M-key thread axis), which is
+// what made its rows seem not to finish. Sized up front it never resizes:
+// this favours cds_lfht, the other two grow from a small table.
+struct cds_lfht *lf_new(size_t n)
 {
-        return cds_lfht_new(
-            1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, nullptr);
+        unsigned long size = 1024;
+        while (size < n)
+                size *= 2;
+        return cds_lfht_new(size, 1024, 0, CDS_LFHT_ACCOUNTING, nullptr);
 }
 
 void BM_cds_lfht(benchmark::State &state)
@@ -254,7 +257,7 @@ void BM_cds_lfht(benchmark::State &state)
         std::vector<LfNode> nodes(n);
         rcu_register_thread();
         for (auto _ : state) {
-                struct cds_lfht *ht = lf_new();
+                struct cds_lfht *ht = lf_new(n);
                 lf_ops(ht, keys, nodes, 0, n);
                 synchronize_rcu();
                 cds_lfht_destroy(ht, nullptr);
@@ -366,7 +369,7 @@ void BM_mt_cds_lfht(benchmark::State &state)
         std::vector<LfNode> nodes(n);
         rcu_register_thread();
         for (auto _ : state) {
-                struct cds_lfht *ht = lf_new();
+                struct cds_lfht *ht = lf_new(n);
                 split_threads(n, nt, [&](size_t a, size_t b) {
                         lf_work(ht, keys, nodes, a, b);
                 });
@@ -447,8 +450,6 @@ int main(int argc, char **argv)
                                 b->Iterations(1);
                 }
         };
-        // One auto-resizing cds_lfht alive for the whole run (see lf_new).
-        struct cds_lfht *lf_anchor = lf_new();
         one("BM_posguard_table", BM_posguard_table);
         one("BM_posguard_ctable", BM_posguard_ctable);
         one("BM_ck_ht", BM_ck_ht);
@@ -470,6 +471,5 @@ int main(int argc, char **argv)
         benchmark::Initialize(&argc, argv);
         benchmark::RunSpecifiedBenchmarks();
         benchmark::Shutdown();
-        cds_lfht_destroy(lf_anchor, nullptr);
         return 0;
 }
