@@ -11,10 +11,11 @@
 #include <stdio.h>
 #include <string.h>
 
-void pg_detect_pair_remember(pg_engine_t *e, pg_chain_t *c, pg_key_t key,
-                             const pg_record_t *rec)
+/* rec joins its group, opened by the walk (it). */
+static void remember(pg_engine_t *e, pg_chain_t *c, pg_chain_iter_t *it,
+                     const pg_record_t *rec)
 {
-        pg_pair_member_t *m = pg_chain_append(c, key, rec->event_time, e->now);
+        pg_pair_member_t *m = pg_chain_append_open(c, it, rec->event_time);
         if (!m) {
                 e->st.state_full++;
                 return;
@@ -43,7 +44,7 @@ void pg_detect_pair(pg_engine_t *e, int ri, const pg_record_t *rec,
         const pg_pair_member_t *refq[PG_MAX_RELATED];
         int nrel = 0, nref = 0, steps = 0;
         pg_chain_iter_t it;
-        pg_chain_walk(c, key, e->now, &it);
+        pg_chain_open(c, key, rec->event_time, e->now, &it);
         const pg_pair_member_t *m;
         while (e->judge && (m = pg_chain_next(&it))) {
                 if (++steps > PG_MAX_WALK) {
@@ -88,5 +89,5 @@ void pg_detect_pair(pg_engine_t *e, int ri, const pg_record_t *rec,
                         }
                 }
         }
-        pg_detect_pair_remember(e, c, key, rec);
+        remember(e, c, &it, rec);
 }

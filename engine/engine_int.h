@@ -191,10 +191,6 @@ void pg_detect_aggregate_free(pg_engine_t *e, int ri);
 void pg_detect_aggregate_expire(pg_engine_t *e, int ri);
 size_t pg_detect_aggregate_bytes(const pg_engine_t *e, int ri);
 
-/* Shared by the two pairing detectors: append rec to chain. */
-void pg_detect_pair_remember(pg_engine_t *e, pg_chain_t *c, pg_key_t key,
-                             const pg_record_t *rec);
-
 /* --- refund decisions: refund_decide.c --- */
 void pg_refund_enqueue(pg_engine_t *e, const pg_record_t *rec,
                        const pg_claims_t *claims);

@@ -68,6 +68,7 @@ void pg_chain_walk(const pg_chain_t *c, pg_key_t key, int64_t now,
         group_t *g = pg_table_lookup(c->groups, key, now);
         it->c = c;
         it->next = g ? g->newest : 0;
+        it->group = NULL;
 }
 
 void *pg_chain_next(pg_chain_iter_t *it)
@@ -95,22 +96,37 @@ static bool grow(pg_chain_t *c)
         return true;
 }
 
-void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now)
+void pg_chain_open(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now,
+                   pg_chain_iter_t *it)
 {
-        if (c->head - c->tail == c->cap && !grow(c))
-                return NULL;
         int64_t exp = (t > now ? t : now) + c->horizon + 1;
         bool created;
+        /* a created group is zeroed: newest 0, nothing to walk */
         group_t *g = pg_table_upsert(c->groups, key, now, exp, &created);
-        if (!g)
+        it->c = c;
+        it->next = g ? g->newest : 0;
+        it->group = g;
+}
+
+void *pg_chain_append_open(pg_chain_t *c, pg_chain_iter_t *it, int64_t t)
+{
+        group_t *g = it->group;
+        if (!g || (c->head - c->tail == c->cap && !grow(c)))
                 return NULL;
         uint64_t pos = c->head++;
         pg_chain_hdr_t *h = at(c, pos);
         h->t = t;
         h->str = 0;
-        h->prev = created ? 0 : g->newest;
+        h->prev = g->newest;
         g->newest = pos + 1;
         return h;
+}
+
+void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now)
+{
+        pg_chain_iter_t it;
+        pg_chain_open(c, key, t, now, &it);
+        return pg_chain_append_open(c, &it, t);
 }
 
 void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)

@@ -42,6 +42,7 @@ void pg_chain_free(pg_chain_t *c);
 typedef struct pg_chain_iter {
         const pg_chain_t *c;
         uint64_t next; /* position + 1; 0: done */
+        void *group;   /* pg_chain_open: key's group, NULL when refused */
 } pg_chain_iter_t;
 
 /* Walk the members of key, newest first. */
@@ -56,6 +57,15 @@ void *pg_chain_next(pg_chain_iter_t *it);
  * the rest NOT initialised: the caller fills every field it will read) or
  * NULL when the memory cap refuses it. */
 void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now);
+
+/* The walk of a member about to be appended, and its append, with one
+ * lookup of key's group instead of two: pg_chain_open makes the group
+ * ready for a member with event time t (as pg_chain_append would) and
+ * walks it as pg_chain_walk does; pg_chain_append_open then appends that
+ * member. Nothing else may use c in between. */
+void pg_chain_open(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now,
+                   pg_chain_iter_t *it);
+void *pg_chain_append_open(pg_chain_t *c, pg_chain_iter_t *it, int64_t t);
 
 /* Give member m (the newest, just appended) its string; false when the
  * memory cap refuses it (the member then has none: ""). */
