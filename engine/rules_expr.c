@@ -72,7 +72,43 @@ struct pg_expr {
         const struct lit *lits;
         const char *strs;
         uint32_t n_nodes;
+        /* An expression that is one enum/bool test or an "and" of such
+         * tests (the usual filter: "kind == purchase and status ==
+         * declined") is evaluated as one bit test per field: accept[i] holds
+         * the values of field FLAT_FIELDS[i] that pass every test of it. */
+        bool flat;
+        uint64_t accept[4];
 };
+
+static const pg_field_t FLAT_FIELDS[4] = {PG_F_KIND, PG_F_STATUS,
+                                          PG_F_ENTRY_MODE, PG_F_RETRANSMISSION};
+
+/* Fill e->accept when the expression is flat (see struct pg_expr). */
+static void flatten(pg_expr_t *e)
+{
+        const struct node *nd = e->nodes;
+        uint32_t n = 1, first = 0;
+        if (nd[0].op == OP_AND) {
+                n = nd[0].n;
+                first = 1;
+                if (nd[0].size != n + 1)
+                        return; /* a child with children of its own */
+        }
+        uint64_t acc[4] = {~0ULL, ~0ULL, ~0ULL, ~0ULL};
+        for (uint32_t k = first; k < first + n; k++) {
+                if (nd[k].op != OP_MASK)
+                        return;
+                int i = 0;
+                while (i < 4 && FLAT_FIELDS[i] != (pg_field_t)nd[k].field)
+                        i++;
+                if (i == 4)
+                        return;
+                uint64_t m = (uint64_t)nd[k].val;
+                acc[i] &= nd[k].neg ? ~m : m;
+        }
+        memcpy(e->accept, acc, sizeof(acc));
+        e->flat = true;
+}
 
 enum tok_type {
         T_END = 0,
@@ -832,6 +868,9 @@ pg_expr_t *pg_expr_compile(const char *src, size_t len, char *errstr,
                         e->lits = lits;
                         e->strs = strs;
                         e->n_nodes = (uint32_t)c.n_nodes;
+                        e->flat = false;
+                        if (e->n_nodes)
+                                flatten(e);
                 }
         }
         free(c.nodes);
@@ -950,5 +989,17 @@ bool pg_expr_eval(const pg_expr_t *e, const pg_record_t *rec)
 {
         if (!e || e->n_nodes == 0)
                 return true;
+        if (e->flat) {
+                /* a value past 63 is in no mask: as OP_MASK says */
+                unsigned v[4] = {rec->kind, rec->status, rec->entry_mode,
+                                 rec->retransmission};
+                bool ok = true;
+                for (int i = 0; i < 4; i++) {
+                        if (v[i] >= 64)
+                                return eval_at(e, 0, rec);
+                        ok &= (e->accept[i] >> v[i]) & 1;
+                }
+                return ok;
+        }
         return eval_at(e, 0, rec);
 }

@@ -408,6 +408,78 @@ static void depth_limit(void **state)
         free(src);
 }
 
+/* Filters of enum and bool tests only (one test, or an "and" of tests,
+ * the usual rule filter) are evaluated from per-field masks; every value
+ * combination must give what the expression says. */
+static bool f1(const pg_record_t *r)
+{
+        return r->kind == PG_KIND_PURCHASE && r->status == PG_STATUS_DECLINED;
+}
+static bool f2(const pg_record_t *r)
+{
+        return r->status != PG_STATUS_APPROVED;
+}
+static bool f3(const pg_record_t *r)
+{
+        return (r->kind == PG_KIND_REFUND || r->kind == PG_KIND_VOID) &&
+               r->entry_mode != PG_ENTRY_KEYED && !r->retransmission;
+}
+static bool f4(const pg_record_t *r)
+{
+        return r->entry_mode != PG_ENTRY_CHIP &&
+               r->entry_mode != PG_ENTRY_NONE &&
+               r->status == PG_STATUS_APPROVED &&
+               r->entry_mode != PG_ENTRY_SWIPE;
+}
+static bool f5(const pg_record_t *r)
+{
+        return r->kind == PG_KIND_PURCHASE && r->kind != PG_KIND_PURCHASE;
+}
+static bool f6(const pg_record_t *r)
+{
+        return r->kind == PG_KIND_PURCHASE || r->status == PG_STATUS_ERROR;
+}
+
+static void flat_filters(void **state)
+{
+        (void)state;
+        static const struct {
+                const char *src;
+                bool (*want)(const pg_record_t *);
+        } cases[] = {
+            {"kind == purchase and status == declined", f1},
+            {"status != approved", f2},
+            {"kind in [refund, void] and entry_mode not in [keyed] and "
+             "retransmission == false",
+             f3},
+            {"entry_mode not in [chip] and entry_mode in [swipe, "
+             "contactless, keyed, ecom] and status == approved and "
+             "entry_mode != swipe",
+             f4},
+            {"kind == purchase and kind != purchase", f5},
+            {"kind == purchase or status == error", f6},
+        };
+        pg_record_t r = full_record();
+        for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+                for (int k = 0; k < PG_KIND__COUNT; k++)
+                        for (int st = 0; st < PG_STATUS__COUNT; st++)
+                                for (int em = 0; em < PG_ENTRY__COUNT; em++)
+                                        for (int rt = 0; rt < 2; rt++) {
+                                                r.kind = (uint8_t)k;
+                                                r.status = (uint8_t)st;
+                                                r.entry_mode = (uint8_t)em;
+                                                r.retransmission = rt;
+                                                if (ev(cases[c].src, &r) !=
+                                                    cases[c].want(&r))
+                                                        fail_msg(
+                                                            "'%s' on kind %d "
+                                                            "status %d entry "
+                                                            "%d retrans %d",
+                                                            cases[c].src, k, st,
+                                                            em, rt);
+                                        }
+}
+
 static void null_expression_keeps_everything(void **state)
 {
         pg_record_t r = bare_record();
@@ -427,6 +499,7 @@ int main(void)
             cmocka_unit_test(literal_limits),
             cmocka_unit_test(depth_limit),
             cmocka_unit_test(null_expression_keeps_everything),
+            cmocka_unit_test(flat_filters),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
