@@ -503,36 +503,6 @@ static const char *show(const char *s, size_t n, char *buf, size_t size)
         return pg_show(buf, size, tmp, n, 32);
 }
 
-/* Copy n <= PG_STR_MAX bytes with fixed-size moves (overlapping at the
- * end), not a call to memcpy per string field: a call and its length
- * dispatch cost more than the copy of a short string. */
-static inline void copy_short(char *d, const char *s, size_t n)
-{
-        uint64_t w;
-        if (n >= 8) {
-                for (size_t i = 0; i + 8 < n; i += 8) {
-                        memcpy(&w, s + i, 8);
-                        memcpy(d + i, &w, 8);
-                }
-                memcpy(&w, s + n - 8, 8);
-                memcpy(d + n - 8, &w, 8);
-        } else if (n >= 4) {
-                uint32_t a, b;
-                memcpy(&a, s, 4);
-                memcpy(&b, s + n - 4, 4);
-                memcpy(d, &a, 4);
-                memcpy(d + n - 4, &b, 4);
-        } else if (n >= 2) {
-                uint16_t a, b;
-                memcpy(&a, s, 2);
-                memcpy(&b, s + n - 2, 2);
-                memcpy(d, &a, 2);
-                memcpy(d + n - 2, &b, 2);
-        } else if (n) {
-                d[0] = s[0];
-        }
-}
-
 /* A string field into dst, checking in order: wire type, missing, empty,
  * oversize, control characters. For an optional field "" leaves dst
  * empty. */
@@ -558,7 +528,7 @@ static pg_reject_t get_str(dctx_t *c, int f, bool required, pg_str_t *dst)
                 if (pg_is_ctrl((unsigned char)s[i]))
                         return fail(c, PG_REJ_BAD_CHARS, f,
                                     "contains a control character");
-        copy_short(dst->s, s, len);
+        memcpy(dst->s, s, len);
         dst->s[len] = '\0';
         dst->len = (uint8_t)len;
         return PG_REJ_NONE;
