@@ -54,7 +54,10 @@ void pg_detect_pair(pg_engine_t *e, int ri, const pg_record_t *rec,
                 bool refundable = false;
                 if (!ops->match(&ctx, m, &refundable))
                         continue;
-                if (pg_engine_cancelled(e, m->rrn_key, rec->event_time))
+                /* an original whose cancellation may have been lost is
+                 * alerted on; its refund decision blocks (refund_decide.c) */
+                if (pg_engine_cancelled(e, m->rrn_key, rec->event_time) ==
+                    PG_CANCEL_YES)
                         continue;
                 if (nrel < PG_MAX_RELATED)
                         rel[nrel++] = m;

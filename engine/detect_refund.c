@@ -3,9 +3,9 @@
  *
  * For an approved refund R, the original charge P is looked up by rrn in
  * the facts table (kept for the longest lookback). refunded(P) counts the
- * approved refunds processed so far, R included (the engine added R before
- * the rules run), plus the engine's own refund once its decision time is
- * before t(R).
+ * approved refunds processed so far, R included (the engine added R to the
+ * rrn's followups before the rules run), plus the engine's own refund once
+ * its decision time is before t(R).
  */
 #include "engine_int.h"
 
@@ -40,9 +40,10 @@ void pg_detect_refund(pg_engine_t *e, int ri, const pg_record_t *rec)
                             buf);
                 return;
         }
-        int64_t refunded = p->refunded;
-        if (p->has_commanded && p->commanded_at < t)
-                refunded += p->commanded;
+        const pg_followup_t *v = pg_engine_followup(e, k);
+        int64_t refunded = v ? v->refunded : 0;
+        if (v && v->has_commanded && v->commanded_at < t)
+                refunded += v->commanded;
         if (refunded > p->charge_amount) {
                 pg_fmt_amount(a1, sizeof(a1), refunded, rec->currency.s);
                 pg_fmt_amount(a2, sizeof(a2), p->charge_amount, p->currency);

@@ -19,6 +19,9 @@
 #include "rules_expr.h"
 #include "util_time.h"
 
+/* A fact and its table slot's 24-byte header fill one 64-byte cache line. */
+_Static_assert(sizeof(pg_fact_t) <= 40, "pg_fact_t outgrew its cache line");
+
 static const char *const finding_names[PG_FIND__COUNT] = {
     "retry_duplicate",
     "repeated_swipe",
@@ -100,6 +103,8 @@ pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
 
         e->dedupe = pg_table_new("dedupe", 0, &e->budget);
         e->facts = pg_table_new("facts", sizeof(pg_fact_t), &e->budget);
+        e->followups =
+            pg_table_new("followups", sizeof(pg_followup_t), &e->budget);
         e->strings = pg_strlog_new(&e->budget);
         e->caps = pg_table_new("caps", sizeof(int64_t), &e->budget);
         e->cooldown =
@@ -144,6 +149,7 @@ void pg_engine_free(pg_engine_t *e)
         pg_refund_free_all(e);
         pg_table_free(e->dedupe);
         pg_table_free(e->facts);
+        pg_table_free(e->followups);
         pg_strlog_free(e->strings);
         pg_table_free(e->caps);
         pg_table_free(e->cooldown);
@@ -164,10 +170,18 @@ const char *pg_engine_fact_txn(const pg_engine_t *e, const pg_fact_t *f)
         return s ? s : "";
 }
 
-bool pg_engine_cancelled(pg_engine_t *e, pg_key_t rrn_key, int64_t t)
+pg_followup_t *pg_engine_followup(pg_engine_t *e, pg_key_t rrn_key)
 {
-        pg_fact_t *f = pg_engine_fact(e, rrn_key);
-        return f && f->has_cancel && f->cancel_at <= t;
+        return pg_table_lookup(e->followups, rrn_key, e->now);
+}
+
+pg_cancel_t pg_engine_cancelled(pg_engine_t *e, pg_key_t rrn_key, int64_t t)
+{
+        const pg_followup_t *v = pg_engine_followup(e, rrn_key);
+        if (v && v->has_cancel && v->cancel_at <= t)
+                return PG_CANCEL_YES;
+        const pg_fact_t *f = pg_engine_fact(e, rrn_key);
+        return f && f->followups_lost ? PG_CANCEL_UNKNOWN : PG_CANCEL_NO;
 }
 
 void pg_engine_alert_init(pg_engine_t *e, pg_alert_t *a, const pg_rule_t *r,
@@ -336,26 +350,64 @@ static void renew_txn(pg_engine_t *e, pg_fact_t *f)
         f->charge_txn = pos;
 }
 
+/* The fact and the followups of an rrn, both live, after an upsert of
+ * either: both get the later expiry, so that the rrn's state lives as long
+ * as its longest-lived record asked for, whichever table that record
+ * wrote (and the charge's txn_id string with it). */
+static void align_rrn(pg_engine_t *e, pg_fact_t *f, pg_followup_t *v)
+{
+        int64_t x = pg_table_expiry(f);
+        if (v) {
+                int64_t xv = pg_table_expiry(v);
+                if (xv > x) {
+                        pg_table_extend(e->facts, f, xv);
+                        x = xv;
+                } else {
+                        pg_table_extend(e->followups, v, x);
+                }
+        }
+        if (f->has_charge)
+                renew_txn(e, f);
+}
+
+/* The followups of rrn k, created when absent, kept until expire_at at
+ * least; NULL when the memory cap refuses them, and then the rrn's charge,
+ * if the engine holds it, is marked as having lost them (its refund is
+ * blocked rather than decided on a wrong refunded amount). */
+static pg_followup_t *followup_upsert(pg_engine_t *e, pg_key_t k,
+                                      int64_t expire_at)
+{
+        bool created;
+        pg_followup_t *v =
+            pg_table_upsert(e->followups, k, e->now, expire_at, &created);
+        pg_fact_t *f = pg_engine_fact(e, k);
+        if (!v) {
+                e->st.state_full++;
+                if (f)
+                        f->followups_lost = 1;
+                return NULL;
+        }
+        if (f)
+                align_rrn(e, f, v);
+        return v;
+}
+
 /* Step 2: facts of one record (cancellations and charges). */
 static void register_facts(pg_engine_t *e, const pg_record_t *rec)
 {
         if (rec->status != PG_STATUS_APPROVED)
                 return;
-        bool created;
         if (rec->kind == PG_KIND_REVERSAL || rec->kind == PG_KIND_VOID) {
-                pg_fact_t *f = pg_table_upsert(
-                    e->facts, rec->k.orig, e->now,
-                    max64(rec->event_time, e->now) + e->short_h, &created);
-                if (!f) {
-                        e->st.state_full++;
+                pg_followup_t *v = followup_upsert(
+                    e, rec->k.orig,
+                    max64(rec->event_time, e->now) + e->short_h);
+                if (!v)
                         return;
-                }
-                if (!f->has_cancel || rec->event_time < f->cancel_at)
-                        f->cancel_at = rec->event_time;
-                f->has_cancel = 1;
-                if (f->has_charge)
-                        renew_txn(e, f);
+                if (!v->has_cancel || rec->event_time < v->cancel_at)
+                        v->cancel_at = rec->event_time;
+                v->has_cancel = 1;
         } else if (rec->kind == PG_KIND_PURCHASE) {
+                bool created;
                 pg_fact_t *f = pg_table_upsert(
                     e->facts, rec->k.rrn, e->now,
                     max64(rec->event_time, e->now) + e->long_h, &created);
@@ -363,11 +415,11 @@ static void register_facts(pg_engine_t *e, const pg_record_t *rec)
                         e->st.state_full++;
                         return;
                 }
-                if (f->has_charge) {
+                if (f->has_charge)
                         e->st.rrn_conflicts++;
-                        renew_txn(e, f);
+                align_rrn(e, f, pg_engine_followup(e, rec->k.rrn));
+                if (f->has_charge)
                         return;
-                }
                 /* kept as long as the fact */
                 uint64_t pos =
                     pg_strlog_add(e->strings, rec->txn_id.s, rec->txn_id.len,
@@ -398,14 +450,11 @@ static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
         if (refund) {
                 /* Every approved refund counts toward refunded(P), whatever
                  * rules are active (SEMANTICS.md 3, refund_anomaly). */
-                bool created;
-                pg_fact_t *f = pg_table_upsert(
-                    e->facts, rec->k.orig, e->now,
-                    max64(rec->event_time, e->now) + e->short_h, &created);
-                if (f)
-                        f->refunded += rec->amount;
-                else
-                        e->st.state_full++;
+                pg_followup_t *v = followup_upsert(
+                    e, rec->k.orig,
+                    max64(rec->event_time, e->now) + e->short_h);
+                if (v)
+                        v->refunded += rec->amount;
         }
         for (int i = 0; i < rs->n_rules; i++) {
                 /* the rule-level filter (where / except): a record that
@@ -506,6 +555,7 @@ static void prefetch_next(pg_engine_t *e)
                 return;
         if (r->kind != PG_KIND_PURCHASE) {
                 pg_table_prefetch(e->facts, r->k.orig);
+                pg_table_prefetch(e->followups, r->k.orig);
                 return;
         }
         pg_table_prefetch(e->facts, r->k.rrn);
@@ -619,6 +669,8 @@ size_t pg_engine_state_parts(const pg_engine_t *e, pg_state_part_t *out,
              pg_table_bytes(e->dedupe));
         PART("facts", "", pg_table_count(e->facts),
              pg_table_bytes(e->facts) + pg_strlog_bytes(e->strings));
+        PART("followups", "", pg_table_count(e->followups),
+             pg_table_bytes(e->followups));
         PART("caps", "", pg_table_count(e->caps), pg_table_bytes(e->caps));
         PART("cooldown", "", pg_table_count(e->cooldown),
              pg_table_bytes(e->cooldown));

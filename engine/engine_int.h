@@ -37,19 +37,42 @@ enum {
         PG_TAG_MERCHANT
 };
 
-/* What the engine knows about one rrn (SEMANTICS.md 2, step 2). */
+/*
+ * What the engine knows about one rrn (SEMANTICS.md 2, step 2), in two
+ * tables keyed by the rrn. The charge fact is what every charge writes and
+ * every refund decision reads; it fits a 64-byte slot (key and expiry
+ * included), one cache line. What happens to a charge afterwards (approved
+ * refunds, a cancellation, the engine's own refund) is rare and lives in
+ * the followups table, which stays small. Both entries of an rrn keep the
+ * same expiry, the longest any record of the rrn asked for (align_rrn in
+ * engine.c), as the one entry they were before.
+ */
 typedef struct pg_fact {
-        int64_t cancel_at; /* valid when has_cancel */
-        int64_t refunded;  /* approved refunds processed so far */
-        int64_t commanded; /* engine refund, valid when has_commanded */
-        int64_t commanded_at;
         int64_t charge_t; /* valid when has_charge */
         int64_t charge_amount;
         uint64_t card_fp;    /* the card key's first 64 bits */
         uint64_t charge_txn; /* its txn_id in e->strings (see strlog) */
         char currency[4];
-        uint8_t has_cancel, has_charge, has_commanded;
+        uint8_t has_charge;
+        /* a followup of this rrn was refused by the memory cap: its
+         * refunds and cancellation are not known */
+        uint8_t followups_lost;
 } pg_fact_t;
+
+typedef struct pg_followup {
+        int64_t cancel_at; /* valid when has_cancel */
+        int64_t refunded;  /* approved refunds processed so far */
+        int64_t commanded; /* engine refund, valid when has_commanded */
+        int64_t commanded_at;
+        uint8_t has_cancel, has_commanded;
+} pg_followup_t;
+
+/* Whether a charge is cancelled at a time. */
+typedef enum {
+        PG_CANCEL_NO,
+        PG_CANCEL_YES,
+        PG_CANCEL_UNKNOWN /* its followups were refused by the memory cap */
+} pg_cancel_t;
 
 /* A member of a pairing chain: one earlier charge. */
 typedef struct pg_pair_member {
@@ -135,10 +158,11 @@ struct pg_engine {
         uint64_t groups; /* processed so far (paces expiry) */
         bool have_now;
         bool has_retry, has_swipe; /* a rule of the detector is active */
-        int64_t short_h; /* pairing windows + refund delay + lateness */
-        int64_t long_h;  /* max(short_h, refund_anomaly lookbacks) */
-        pg_table_t *facts;
-        pg_strlog_t *strings; /* the facts' charge txn_ids */
+        int64_t short_h;       /* pairing windows + refund delay + lateness */
+        int64_t long_h;        /* max(short_h, refund_anomaly lookbacks) */
+        pg_table_t *facts;     /* rrn -> pg_fact_t */
+        pg_table_t *followups; /* rrn -> pg_followup_t */
+        pg_strlog_t *strings;  /* the facts' charge txn_ids */
         pg_rule_state_t *rule_state;
 
         /* refund decisions: a min-heap on (due, seq) */
@@ -157,8 +181,10 @@ struct pg_engine {
 pg_fact_t *pg_engine_fact(pg_engine_t *e, pg_key_t rrn_key);
 /* The txn_id of a fact's charge ("" when the memory cap refused it). */
 const char *pg_engine_fact_txn(const pg_engine_t *e, const pg_fact_t *f);
-/* True when the charge with this rrn is cancelled at time t. */
-bool pg_engine_cancelled(pg_engine_t *e, pg_key_t rrn_key, int64_t t);
+/* Followups of an rrn key at the current time, or NULL. */
+pg_followup_t *pg_engine_followup(pg_engine_t *e, pg_key_t rrn_key);
+/* Whether the charge with this rrn is cancelled at time t. */
+pg_cancel_t pg_engine_cancelled(pg_engine_t *e, pg_key_t rrn_key, int64_t t);
 
 /* Fill the common part of an alert raised by rule r on record rec, with
  * its id (SEMANTICS.md 5). The caller adds related txn_ids, amount if it

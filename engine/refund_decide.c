@@ -112,7 +112,7 @@ static void block(pg_engine_t *e, const pg_pending_t *p, const pg_claim_t *c,
         a.mode = "enforce";
         a.blocked = code;
         for (int i = 0; i < c->nq; i++)
-                if (!pg_engine_cancelled(e, c->q[i], p->due))
+                if (pg_engine_cancelled(e, c->q[i], p->due) != PG_CANCEL_YES)
                         a.txn_ids[a.n_txn_ids++] = c->q_txn[i].s;
         char amt[64];
         pg_fmt_amount(amt, sizeof(amt), amount, p->currency.s);
@@ -143,20 +143,31 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
         int64_t due = p->due;
         pg_fact_t *f = pg_engine_fact(e, p->rrn_key);
         const pg_claim_t *win = NULL;
+        bool unknown = false; /* a qualifying charge's cancellation */
         for (int i = 0; i < p->claims.n && !win; i++) {
                 const pg_claim_t *c = &p->claims.c[i];
                 if (!c->full)
                         continue;
-                for (int j = 0; j < c->nq; j++)
-                        if (!pg_engine_cancelled(e, c->q[j], due)) {
+                for (int j = 0; j < c->nq; j++) {
+                        pg_cancel_t q = pg_engine_cancelled(e, c->q[j], due);
+                        if (q == PG_CANCEL_NO) {
                                 win = c;
                                 break;
                         }
+                        unknown |= q == PG_CANCEL_UNKNOWN;
+                }
+        }
+        if (!win && unknown) {
+                /* the duplicate may stand or not: never refund what could
+                 * not be checked */
+                block(e, p, &p->claims.c[0], p->amount, "state_unavailable",
+                      "state unavailable (memory cap)");
+                return;
         }
         for (int i = 0; i < p->claims.n && !win; i++)
                 if (!p->claims.c[i].full)
                         win = &p->claims.c[i];
-        if (!f || !f->has_charge) {
+        if (!f || !f->has_charge || f->followups_lost) {
                 /* Cannot check cancellation or earlier refunds: never
                  * refund what could not be checked. */
                 block(e, p, win ? win : &p->claims.c[0],
@@ -164,7 +175,8 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
                       "state_unavailable", "state unavailable (memory cap)");
                 return;
         }
-        if (f->has_cancel && f->cancel_at <= due) {
+        const pg_followup_t *v = pg_engine_followup(e, p->rrn_key);
+        if (v && v->has_cancel && v->cancel_at <= due) {
                 e->st.refunds_cancelled++;
                 return;
         }
@@ -174,7 +186,8 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
                 e->st.refunds_cancelled++;
                 return;
         }
-        int64_t refunded = f->refunded + (f->has_commanded ? f->commanded : 0);
+        int64_t refunded =
+            v ? v->refunded + (v->has_commanded ? v->commanded : 0) : 0;
         int64_t amount = (win->full ? p->amount : win->amount) - refunded;
         if (amount > p->amount - refunded)
                 amount = p->amount - refunded;
@@ -214,6 +227,18 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
                       why);
                 return;
         }
+        /* where the refund is remembered, before it is issued: a refund
+         * the engine could not remember would be issued again */
+        bool created;
+        pg_followup_t *w = pg_table_upsert(e->followups, p->rrn_key, e->now,
+                                           pg_table_expiry(f), &created);
+        if (!w) {
+                e->st.state_full++;
+                f->followups_lost = 1;
+                block(e, p, win, amount, "state_unavailable",
+                      "state unavailable (memory cap)");
+                return;
+        }
         cap_take(e, km, hour, amount, e->conf.refund_cap_merchant, true);
         cap_take(e, kg, hour, amount, e->conf.refund_cap_global, true);
 
@@ -235,9 +260,9 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
         rf.currency = p->currency.s;
         rf.reason = win->full ? "duplicate" : "overcharge";
         rf.decided_at = due;
-        f->has_commanded = 1;
-        f->commanded = amount;
-        f->commanded_at = due;
+        w->has_commanded = 1;
+        w->commanded = amount;
+        w->commanded_at = due;
         if (win->full)
                 e->st.refunds_duplicate++;
         else

@@ -144,6 +144,76 @@ static void global_cap_per_currency(void **state)
         assert_non_null(h_find_refund(&run, "B3"));
 }
 
+/* Refunds of rrns the engine never saw, enough to fill the followups
+ * table of an engine whose memory cap lets no table grow past its first
+ * 64 slots (7/8 of them, state_table.c). */
+static void fill_followups(h_run_t *run, long long t)
+{
+        for (int i = 0; i < 56; i++) {
+                char txn[16], orig[16];
+                snprintf(txn, sizeof(txn), "F%d", i);
+                snprintf(orig, sizeof(orig), "X%d", i);
+                h_push(run, h_follow(txn, t, PG_KIND_REFUND, orig, "cx", 10));
+        }
+}
+
+/* Under the memory cap, what happened to a charge after it was registered
+ * may be lost: then its refund is blocked, never decided without it
+ * (SEMANTICS.md 4, step 6). */
+static void followups_refused_by_the_cap(void **state)
+{
+        pg_engine_conf_t conf;
+        memset(&conf, 0, sizeof(conf));
+        conf.max_state_bytes = 1;
+        h_run_t run;
+
+        /* the original's void is refused: B may or may not stand (B's
+         * partial refund first, so that B has followups where the
+         * engine's refund could be noted) */
+        h_start(&run, &R, &conf);
+        dup(&run, "A", "B", "c1", T0);
+        h_push(&run, h_follow("RB", T0 + 1500, PG_KIND_REFUND, "B", "c1", 10));
+        fill_followups(&run, T0 + 2000);
+        h_push(&run, h_follow("V", T0 + 60000, PG_KIND_VOID, "A", "c1", 1000));
+        h_finish(&run);
+        assert_int_equal(h_count(&run, "retry_duplicate"), 1);
+        assert_int_equal(run.out.n_refunds, 0);
+        assert_non_null(h_find_alert(&run, "refund_blocked", "B"));
+        assert_true(run.st.state_full > 0);
+
+        /* B's own refund is refused: its refunded amount is unknown */
+        h_start(&run, &R, &conf);
+        dup(&run, "A", "B", "c1", T0);
+        fill_followups(&run, T0 + 2000);
+        h_push(&run,
+               h_follow("RB", T0 + 60000, PG_KIND_REFUND, "B", "c1", 1000));
+        h_finish(&run);
+        assert_int_equal(run.out.n_refunds, 0);
+        assert_non_null(h_find_alert(&run, "refund_blocked", "B"));
+
+        /* nothing refused but the engine's note of its own refund: blocked
+         * too, or a later decision on B could refund it again */
+        h_start(&run, &R, &conf);
+        dup(&run, "A", "B", "c1", T0);
+        fill_followups(&run, T0 + 2000);
+        h_finish(&run);
+        assert_int_equal(run.out.n_refunds, 0);
+        assert_non_null(h_find_alert(&run, "refund_blocked", "B"));
+
+        /* the same without the cap: the void stands, the refund of B is
+         * counted, and the engine's refund is issued */
+        h_start(&run, &R, NULL);
+        dup(&run, "A", "B", "c1", T0);
+        fill_followups(&run, T0 + 2000);
+        h_push(&run, h_follow("V", T0 + 60000, PG_KIND_VOID, "A", "c1", 1000));
+        dup(&run, "A2", "B2", "c2", T0);
+        h_finish(&run);
+        assert_int_equal(run.out.n_refunds, 1);
+        assert_non_null(h_find_refund(&run, "B2"));
+        assert_null(h_find_alert(&run, "refund_blocked", "B"));
+        assert_int_equal(run.st.refunds_cancelled, 1);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -152,6 +222,7 @@ int main(void)
             cmocka_unit_test(shadow_and_alert_only),
             cmocka_unit_test(caps_and_kill_switch),
             cmocka_unit_test(global_cap_per_currency),
+            cmocka_unit_test(followups_refused_by_the_cap),
         };
         return cmocka_run_group_tests(tests, setup, NULL);
 }
