@@ -593,14 +593,40 @@ static void release(pg_engine_t *e, int64_t limit, bool flush)
         }
 }
 
+/* The keys of rec's fields that its kind uses, hashed once for every
+ * index (record.h). */
+static void field_keys(const pg_record_t *rec, struct pg_record_keys *k)
+{
+        if (rec->status != PG_STATUS_APPROVED)
+                return;
+        k->card = pg_key_str(PG_TAG_CARD, &rec->card_token);
+        if (rec->kind == PG_KIND_PURCHASE) {
+                k->rrn = pg_key_str(PG_TAG_RRN, &rec->rrn);
+                k->stan = pg_key_str(PG_TAG_STAN, &rec->stan);
+                k->terminal = pg_key_str(PG_TAG_TERMINAL, &rec->terminal_id);
+                k->merchant = pg_key_str(PG_TAG_MERCHANT, &rec->merchant_id);
+                if (rec->order_id.len)
+                        k->order = pg_key_str(PG_TAG_ORDER, &rec->order_id);
+        } else {
+                k->orig = pg_key_str(PG_TAG_RRN, &rec->original_rrn);
+        }
+}
+
 void pg_engine_push(pg_engine_t *e, const pg_record_t *rec)
 {
         int64_t t = rec->event_time;
-        /* Transport dedupe at arrival (SEMANTICS.md 2). */
+        /* Transport dedupe at arrival (SEMANTICS.md 2). The dedupe table
+         * holds every txn_id of the horizon, far more than the caches do:
+         * its slot is asked for first and the field keys are hashed while
+         * it comes (wasted only on a duplicate). */
+        struct pg_record_keys k;
+        memset(&k, 0, sizeof(k));
+        k.txn = pg_key_str(PG_TAG_TXN, &rec->txn_id);
+        pg_table_prefetch(e->dedupe, k.txn);
+        field_keys(rec, &k);
         int64_t now = e->have_max ? max64(e->max_t, t) : t;
         bool created;
-        pg_key_t k = pg_key_str(PG_TAG_TXN, &rec->txn_id);
-        void *d = pg_table_upsert(e->dedupe, k, now,
+        void *d = pg_table_upsert(e->dedupe, k.txn, now,
                                   t + e->rs->dedupe_horizon_ms, &created);
         if (d && !created) {
                 e->st.duplicates++;
@@ -615,28 +641,14 @@ void pg_engine_push(pg_engine_t *e, const pg_record_t *rec)
         e->have_max = true;
 
         pg_record_t *r = pg_reorder_push(e->reorder, rec, ++e->seq);
-        r->k.txn = k;
-        /* the keys the record's kind uses, hashed once for every index */
-        if (rec->status == PG_STATUS_APPROVED) {
-                r->k.card = pg_key_str(PG_TAG_CARD, &rec->card_token);
-                if (rec->kind == PG_KIND_PURCHASE) {
-                        r->k.rrn = pg_key_str(PG_TAG_RRN, &rec->rrn);
-                        r->k.stan = pg_key_str(PG_TAG_STAN, &rec->stan);
-                        r->k.terminal =
-                            pg_key_str(PG_TAG_TERMINAL, &rec->terminal_id);
-                        r->k.merchant =
-                            pg_key_str(PG_TAG_MERCHANT, &rec->merchant_id);
-                        if (rec->order_id.len)
-                                r->k.order =
-                                    pg_key_str(PG_TAG_ORDER, &rec->order_id);
-                        /* the pairing keys, from the field keys above */
-                        if (e->has_retry)
-                                r->k.retry = pg_retry_key(r);
-                        if (e->has_swipe)
-                                r->k.swipe = pg_swipe_key(r);
-                } else {
-                        r->k.orig = pg_key_str(PG_TAG_RRN, &rec->original_rrn);
-                }
+        r->k = k;
+        /* the pairing keys, from the field keys */
+        if (rec->status == PG_STATUS_APPROVED &&
+            rec->kind == PG_KIND_PURCHASE) {
+                if (e->has_retry)
+                        r->k.retry = pg_retry_key(r);
+                if (e->has_swipe)
+                        r->k.swipe = pg_swipe_key(r);
         }
         release(e, e->max_t - e->rs->allowed_lateness_ms, false);
 }

@@ -77,7 +77,7 @@ typedef struct pg_record {
          * field the record's kind does not use. retry and swipe are the
          * pairing keys of retry_duplicate and repeated_swipe (approved
          * purchases, when the rule set has such a rule). */
-        struct {
+        struct pg_record_keys {
                 pg_key_t txn, rrn, orig, card, stan, order, terminal, merchant;
                 pg_key_t retry, swipe;
         } k;
