@@ -21,10 +21,10 @@ static void remember(pg_engine_t *e, pg_chain_t *c, pg_chain_iter_t *it,
                 return;
         }
         m->rrn_key = rec->k.rrn;
-        m->stan_key = rec->k.stan;
+        m->stan_fp = rec->k.stan.lo;
         m->has_order = rec->order_id.len > 0;
         if (m->has_order)
-                m->order_key = rec->k.order;
+                m->order_fp = rec->k.order.lo;
         if (!pg_chain_set_str(c, m, rec->txn_id.s, rec->txn_id.len))
                 e->st.state_full++;
 }

@@ -17,11 +17,11 @@ static bool match(const pg_pair_ctx_t *ctx, const pg_pair_member_t *m,
         int64_t d = r->event_time - m->h.t;
         if (d <= 0 || d > ctx->rule->window_ms)
                 return false;
-        if (pg_key_eq(m->stan_key, ctx->stan_key))
+        if (m->stan_fp == ctx->stan_key.lo)
                 return false;
         bool has2 = r->order_id.len > 0;
         if (m->has_order && has2)
-                *refundable = pg_key_eq(m->order_key, ctx->order_key);
+                *refundable = m->order_fp == ctx->order_key.lo;
         else
                 *refundable = !m->has_order && !has2 &&
                               d <= ctx->rule->auto_refund_within_ms;

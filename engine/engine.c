@@ -21,6 +21,8 @@
 
 /* A fact and its table slot's 24-byte header fill one 64-byte cache line. */
 _Static_assert(sizeof(pg_fact_t) <= 40, "pg_fact_t outgrew its cache line");
+_Static_assert(sizeof(pg_pair_member_t) <= 64,
+               "pg_pair_member_t outgrew its cache line");
 
 static const char *const finding_names[PG_FIND__COUNT] = {
     "retry_duplicate",

@@ -74,13 +74,18 @@ typedef enum {
         PG_CANCEL_UNKNOWN /* its followups were refused by the memory cap */
 } pg_cancel_t;
 
-/* A member of a pairing chain: one earlier charge. */
+/* A member of a pairing chain: one earlier charge, in one 64-byte cache
+ * line. Its rrn key is whole (the fact table's key); its STAN and order id
+ * are only compared with those of a later charge of the same group (same
+ * merchant or terminal, card, amount and currency, within the window), so
+ * 64 bits of their keys do: two different values compare equal with odds
+ * of 2^-64 per comparison. */
 typedef struct pg_pair_member {
         pg_chain_hdr_t h;
         pg_key_t rrn_key;
-        pg_key_t stan_key;
-        pg_key_t order_key; /* valid when has_order */
-        uint8_t has_order;  /* its txn_id: pg_chain_str */
+        uint64_t stan_fp;  /* stan key's first 64 bits */
+        uint64_t order_fp; /* order key's, valid when has_order */
+        uint8_t has_order; /* its txn_id: pg_chain_str */
 } pg_pair_member_t;
 
 /* A refund claim on the charge being processed (SEMANTICS.md 4). */
