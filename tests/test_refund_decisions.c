@@ -157,6 +157,14 @@ static void fill_followups(h_run_t *run, long long t)
         }
 }
 
+/* No refund of txn, a refund_blocked alert instead. */
+static void assert_blocked(const h_run_t *run, const char *txn)
+{
+        assert_null(h_find_refund(run, txn));
+        assert_int_equal(run->out.n_refunds, 0);
+        assert_non_null(h_find_alert(run, "refund_blocked", txn));
+}
+
 /* Under the memory cap, what happened to a charge after it was registered
  * may be lost: then its refund is blocked, never decided without it
  * (SEMANTICS.md 4, step 6). */
@@ -177,8 +185,7 @@ static void followups_refused_by_the_cap(void **state)
         h_push(&run, h_follow("V", T0 + 60000, PG_KIND_VOID, "A", "c1", 1000));
         h_finish(&run);
         assert_int_equal(h_count(&run, "retry_duplicate"), 1);
-        assert_int_equal(run.out.n_refunds, 0);
-        assert_non_null(h_find_alert(&run, "refund_blocked", "B"));
+        assert_blocked(&run, "B");
         assert_true(run.st.state_full > 0);
 
         /* B's own refund is refused: its refunded amount is unknown */
@@ -188,8 +195,7 @@ static void followups_refused_by_the_cap(void **state)
         h_push(&run,
                h_follow("RB", T0 + 60000, PG_KIND_REFUND, "B", "c1", 1000));
         h_finish(&run);
-        assert_int_equal(run.out.n_refunds, 0);
-        assert_non_null(h_find_alert(&run, "refund_blocked", "B"));
+        assert_blocked(&run, "B");
 
         /* nothing refused but the engine's note of its own refund: blocked
          * too, or a later decision on B could refund it again */
@@ -197,8 +203,7 @@ static void followups_refused_by_the_cap(void **state)
         dup(&run, "A", "B", "c1", T0);
         fill_followups(&run, T0 + 2000);
         h_finish(&run);
-        assert_int_equal(run.out.n_refunds, 0);
-        assert_non_null(h_find_alert(&run, "refund_blocked", "B"));
+        assert_blocked(&run, "B");
 
         /* the same without the cap: the void stands, the refund of B is
          * counted, and the engine's refund is issued */
