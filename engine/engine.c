@@ -372,12 +372,8 @@ static void align_rrn(pg_engine_t *e, pg_fact_t *f, pg_followup_t *v)
                 renew_txn(e, f);
 }
 
-/* The followups of rrn k, created when absent, kept until expire_at at
- * least; NULL when the memory cap refuses them, and then the rrn's charge,
- * if the engine holds it, is marked as having lost them (its refund is
- * blocked rather than decided on a wrong refunded amount). */
-static pg_followup_t *followup_upsert(pg_engine_t *e, pg_key_t k,
-                                      int64_t expire_at)
+pg_followup_t *pg_engine_followup_upsert(pg_engine_t *e, pg_key_t k,
+                                         int64_t expire_at)
 {
         bool created;
         pg_followup_t *v =
@@ -400,7 +396,7 @@ static void register_facts(pg_engine_t *e, const pg_record_t *rec)
         if (rec->status != PG_STATUS_APPROVED)
                 return;
         if (rec->kind == PG_KIND_REVERSAL || rec->kind == PG_KIND_VOID) {
-                pg_followup_t *v = followup_upsert(
+                pg_followup_t *v = pg_engine_followup_upsert(
                     e, rec->k.orig,
                     max64(rec->event_time, e->now) + e->short_h);
                 if (!v)
@@ -452,7 +448,7 @@ static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
         if (refund) {
                 /* Every approved refund counts toward refunded(P), whatever
                  * rules are active (SEMANTICS.md 3, refund_anomaly). */
-                pg_followup_t *v = followup_upsert(
+                pg_followup_t *v = pg_engine_followup_upsert(
                     e, rec->k.orig,
                     max64(rec->event_time, e->now) + e->short_h);
                 if (v)

@@ -188,6 +188,13 @@ pg_fact_t *pg_engine_fact(pg_engine_t *e, pg_key_t rrn_key);
 const char *pg_engine_fact_txn(const pg_engine_t *e, const pg_fact_t *f);
 /* Followups of an rrn key at the current time, or NULL. */
 pg_followup_t *pg_engine_followup(pg_engine_t *e, pg_key_t rrn_key);
+/* The followups of rrn k, created when absent, kept until expire_at at
+ * least (and the rrn's fact with them); NULL when the memory cap refuses
+ * them (counted), and then the rrn's charge, if the engine holds it, is
+ * marked as having lost them: its refund is blocked rather than decided
+ * on a refunded amount or a cancellation it does not know. */
+pg_followup_t *pg_engine_followup_upsert(pg_engine_t *e, pg_key_t k,
+                                         int64_t expire_at);
 /* Whether the charge with this rrn is cancelled at time t. */
 pg_cancel_t pg_engine_cancelled(pg_engine_t *e, pg_key_t rrn_key, int64_t t);
 

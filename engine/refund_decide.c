@@ -122,6 +122,15 @@ static void block(pg_engine_t *e, const pg_pending_t *p, const pg_claim_t *c,
         pg_engine_emit_alert(e, &a, PG_FIND_REFUND_BLOCKED, r);
 }
 
+/* Blocked for want of state (SEMANTICS.md 4, step 6): never refund what
+ * could not be checked. */
+static void unavailable(pg_engine_t *e, const pg_pending_t *p,
+                        const pg_claim_t *c, int64_t amount)
+{
+        block(e, p, c, amount, "state_unavailable",
+              "state unavailable (memory cap)");
+}
+
 /* Add amount to the hour bucket of key if it stays within cap. */
 static int cap_take(pg_engine_t *e, pg_key_t k, int64_t hour, int64_t amount,
                     int64_t cap, bool commit)
@@ -160,8 +169,7 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
         if (!win && unknown) {
                 /* the duplicate may stand or not: never refund what could
                  * not be checked */
-                block(e, p, &p->claims.c[0], p->amount, "state_unavailable",
-                      "state unavailable (memory cap)");
+                unavailable(e, p, &p->claims.c[0], p->amount);
                 return;
         }
         for (int i = 0; i < p->claims.n && !win; i++)
@@ -170,9 +178,8 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
         if (!f || !f->has_charge || f->followups_lost) {
                 /* Cannot check cancellation or earlier refunds: never
                  * refund what could not be checked. */
-                block(e, p, win ? win : &p->claims.c[0],
-                      win && !win->full ? win->amount : p->amount,
-                      "state_unavailable", "state unavailable (memory cap)");
+                unavailable(e, p, win ? win : &p->claims.c[0],
+                            win && !win->full ? win->amount : p->amount);
                 return;
         }
         const pg_followup_t *v = pg_engine_followup(e, p->rrn_key);
@@ -215,8 +222,7 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
         int okg =
             cap_take(e, kg, hour, amount, e->conf.refund_cap_global, false);
         if (okm < 0 || okg < 0) {
-                block(e, p, win, amount, "state_unavailable",
-                      "state unavailable (memory cap)");
+                unavailable(e, p, win, amount);
                 return;
         }
         if (!okm || !okg) {
@@ -229,14 +235,10 @@ static void decide(pg_engine_t *e, pg_pending_t *p)
         }
         /* where the refund is remembered, before it is issued: a refund
          * the engine could not remember would be issued again */
-        bool created;
-        pg_followup_t *w = pg_table_upsert(e->followups, p->rrn_key, e->now,
-                                           pg_table_expiry(f), &created);
+        pg_followup_t *w =
+            pg_engine_followup_upsert(e, p->rrn_key, pg_table_expiry(f));
         if (!w) {
-                e->st.state_full++;
-                f->followups_lost = 1;
-                block(e, p, win, amount, "state_unavailable",
-                      "state unavailable (memory cap)");
+                unavailable(e, p, win, amount);
                 return;
         }
         cap_take(e, km, hour, amount, e->conf.refund_cap_merchant, true);
