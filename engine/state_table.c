@@ -31,7 +31,7 @@
  * once stalled the engine in proportion to its size (a 192 MiB facts
  * array on the 2-core VM: about 40 ms of reinsertion after 70 ms of
  * faulting the new array in; 10M facts, over a second). The new array is
- * still faulted in whole when it is allocated (MAP_POPULATE): faulting it
+ * still faulted in whole when it is allocated (pg_big_calloc): faulting it
  * in 64 KiB per upsert instead took the rest of the stall away but cost
  * 10-15 % of the engine's throughput (the page zeroing, spread over
  * thousands of records, evicted their state from the caches each time),

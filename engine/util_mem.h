@@ -35,7 +35,8 @@ void *pg_xrealloc(void *p, size_t n);
 
 /* Zeroed memory for a large array of state (a table's slots, a ring),
  * freed with pg_big_free and the same size. From PG_BIG_MIN bytes on it is
- * mapped on its own with every page faulted in at once (MAP_POPULATE):
+ * mapped on its own, in transparent huge pages where the kernel gives
+ * them (TLB misses: see util_mem.c), with every page faulted in at once:
  * a table that doubles touches every page of the new array while it
  * reinserts, and one kernel call that fills them costs far less than a
  * page fault for each 4 KiB (in a VM, a fault is an exit; 170,000 of them
