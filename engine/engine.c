@@ -557,6 +557,8 @@ static void prefetch_next(pg_engine_t *e)
                 return;
         }
         pg_table_prefetch(e->facts, r->k.rrn);
+        /* a charge looks for followups of its rrn (align_rrn) */
+        pg_table_prefetch(e->followups, r->k.rrn);
         for (int i = 0; i < e->rs->n_rules; i++) {
                 pg_chain_t *c = e->rule_state[i].chain;
                 if (!c)
