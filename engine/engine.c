@@ -541,7 +541,9 @@ static void process_group(pg_engine_t *e, pg_record_t **grp, size_t n)
 #define GROUP_MAX 256
 
 /* Start loading the state the next record to be processed will touch
- * first: its fact, and the groups of its pairing chains. Processing a
+ * first: the fact and followups of its rrn (a charge's own, or the one a
+ * refund, reversal or void names: align_rrn reads both either way), and a
+ * charge's groups of its pairing chains. Processing a
  * record takes about a microsecond, a load from memory a tenth of that, so
  * one record ahead is enough for the loads to be there when it comes; the
  * hint changes nothing else (a record that is not released soon only
@@ -551,14 +553,12 @@ static void prefetch_next(pg_engine_t *e)
         const pg_record_t *r = pg_reorder_peek(e->reorder);
         if (!r || r->status != PG_STATUS_APPROVED)
                 return;
-        if (r->kind != PG_KIND_PURCHASE) {
-                pg_table_prefetch(e->facts, r->k.orig);
-                pg_table_prefetch(e->followups, r->k.orig);
+        bool charge = r->kind == PG_KIND_PURCHASE;
+        pg_key_t rrn = charge ? r->k.rrn : r->k.orig;
+        pg_table_prefetch(e->facts, rrn);
+        pg_table_prefetch(e->followups, rrn);
+        if (!charge)
                 return;
-        }
-        pg_table_prefetch(e->facts, r->k.rrn);
-        /* a charge looks for followups of its rrn (align_rrn) */
-        pg_table_prefetch(e->followups, r->k.rrn);
         for (int i = 0; i < e->rs->n_rules; i++) {
                 pg_chain_t *c = e->rule_state[i].chain;
                 if (!c)
