@@ -65,6 +65,86 @@ int64_t pg_engine_horizon_ms(const pg_ruleset_t *rules)
         return h + rules->allowed_lateness_ms + 1;
 }
 
+/* How long state must be kept (SEMANTICS.md 2 and 4): a charge is paired
+ * within the longest window, decided refund_delay later, and records may
+ * be allowed_lateness out of order (short_h); its fact is kept for the
+ * refund anomaly's lookback if that is longer (long_h). */
+static void horizons(const pg_ruleset_t *rules, int64_t *short_h,
+                     int64_t *long_h)
+{
+        int64_t maxwin = 0, lookback = 0;
+        for (int i = 0; i < rules->n_rules; i++) {
+                const pg_rule_t *r = &rules->rules[i];
+                if (r->detector == PG_DET_RETRY_DUPLICATE ||
+                    r->detector == PG_DET_REPEATED_SWIPE)
+                        maxwin = max64(maxwin, r->window_ms);
+                if (r->detector == PG_DET_REFUND_ANOMALY)
+                        lookback = max64(lookback, r->lookback_ms);
+        }
+        *short_h =
+            maxwin + rules->refund_delay_ms + rules->allowed_lateness_ms + 1;
+        *long_h = max64(*short_h, lookback + rules->allowed_lateness_ms + 1);
+}
+
+/* Ring bytes of a typical txn_id (up to 23 characters) in the strings log,
+ * for presizing it. */
+#define PG_TXN_STRING_BYTES 32
+
+typedef struct presize {
+        size_t dedupe, facts; /* entries to make room for */
+} presize_t;
+
+/* The presizing of conf.expect_records (engine.h): the dedupe table keeps
+ * txn_ids for the dedupe horizon, the facts table charges for long_h; at
+ * a steady rate each holds records in proportion to how long it keeps
+ * them, so the facts table gets fewer when long_h is the shorter. -1 (and
+ * why) when the arrays would take more than half the state cap. */
+static int presize(const pg_ruleset_t *rules, const pg_engine_conf_t *conf,
+                   presize_t *ps, char *errstr, size_t errstr_size)
+{
+        size_t n = conf->expect_records;
+        size_t cap = conf->max_state_bytes ? conf->max_state_bytes
+                                           : PG_DEFAULT_MAX_STATE;
+        ps->dedupe = ps->facts = 0;
+        if (!n)
+                return 0;
+        if (n > PG_MAX_EXPECT_RECORDS) {
+                snprintf(errstr, errstr_size,
+                         "expected records: %zu is more than %zu", n,
+                         PG_MAX_EXPECT_RECORDS);
+                return -1;
+        }
+        int64_t short_h, long_h;
+        horizons(rules, &short_h, &long_h);
+        size_t facts = n;
+        if (long_h < rules->dedupe_horizon_ms)
+                facts = (size_t)((double)n * (double)long_h /
+                                 (double)rules->dedupe_horizon_ms) +
+                        1;
+        size_t bytes = pg_table_bytes_for(0, n) +
+                       pg_table_bytes_for(sizeof(pg_fact_t), facts) +
+                       pg_strlog_bytes_for(facts * PG_TXN_STRING_BYTES);
+        if (bytes > cap / 2) {
+                snprintf(errstr, errstr_size,
+                         "sizing state for %zu live records takes %zu MiB, "
+                         "more than half the state cap (%zu MiB): lower the "
+                         "expected records or raise the cap",
+                         n, bytes >> 20, cap >> 20);
+                return -1;
+        }
+        ps->dedupe = n;
+        ps->facts = facts;
+        return 0;
+}
+
+int pg_engine_conf_check(const pg_ruleset_t *rules,
+                         const pg_engine_conf_t *conf, char *errstr,
+                         size_t errstr_size)
+{
+        presize_t ps;
+        return presize(rules, conf, &ps, errstr, errstr_size);
+}
+
 pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
                            const pg_engine_conf_t *conf, const pg_sink_t *sink,
                            char *errstr, size_t errstr_size)
@@ -86,28 +166,19 @@ pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
         e->sink = *sink;
         e->budget.cap = e->conf.max_state_bytes;
 
-        /* How long state must be kept (SEMANTICS.md 2 and 4): a charge is
-         * paired within the longest window, decided refund_delay later, and
-         * records may be allowed_lateness out of order. */
-        int64_t maxwin = 0, lookback = 0;
-        for (int i = 0; i < rules->n_rules; i++) {
-                const pg_rule_t *r = &rules->rules[i];
-                if (r->detector == PG_DET_RETRY_DUPLICATE ||
-                    r->detector == PG_DET_REPEATED_SWIPE)
-                        maxwin = max64(maxwin, r->window_ms);
-                if (r->detector == PG_DET_REFUND_ANOMALY)
-                        lookback = max64(lookback, r->lookback_ms);
+        horizons(rules, &e->short_h, &e->long_h);
+        presize_t ps;
+        if (presize(rules, &e->conf, &ps, errstr, errstr_size) < 0) {
+                free(e);
+                return NULL;
         }
-        e->short_h =
-            maxwin + rules->refund_delay_ms + rules->allowed_lateness_ms + 1;
-        e->long_h =
-            max64(e->short_h, lookback + rules->allowed_lateness_ms + 1);
-
-        e->dedupe = pg_table_new("dedupe", 0, &e->budget);
-        e->facts = pg_table_new("facts", sizeof(pg_fact_t), &e->budget);
+        e->dedupe = pg_table_new_sized("dedupe", 0, &e->budget, ps.dedupe);
+        e->facts = pg_table_new_sized("facts", sizeof(pg_fact_t), &e->budget,
+                                      ps.facts);
         e->followups =
             pg_table_new("followups", sizeof(pg_followup_t), &e->budget);
-        e->strings = pg_strlog_new(&e->budget);
+        e->strings =
+            pg_strlog_new_sized(&e->budget, ps.facts * PG_TXN_STRING_BYTES);
         e->caps = pg_table_new("caps", sizeof(int64_t), &e->budget);
         e->cooldown =
             pg_table_new("cooldown", sizeof(pg_cooldown_t), &e->budget);

@@ -27,6 +27,17 @@ typedef struct pg_engine_conf {
         bool kill_switch;
         /* State memory cap in bytes (0: default 1 GiB). */
         size_t max_state_bytes;
+        /* Live records the engine is sized for from the start (0: none,
+         * its tables start small and double as they fill). The transport
+         * dedupe table gets room for this many txn_ids, the facts table
+         * and its txn_id strings for as many charges (fewer when facts are
+         * kept for less than the dedupe horizon: in proportion), so that
+         * a stream up to that size never waits for a table to double.
+         * Tables still grow past it. pg_engine_new refuses a size whose
+         * arrays would take more than half of max_state_bytes (the rest
+         * is for the other tables, and for growth), and one over
+         * PG_MAX_EXPECT_RECORDS. Per engine, as max_state_bytes is. */
+        size_t expect_records;
         /* detected_at from the event clock instead of the wall clock. */
         bool event_clock;
 } pg_engine_conf_t;
@@ -34,6 +45,7 @@ typedef struct pg_engine_conf {
 #define PG_DEFAULT_CAP_MERCHANT 100000000LL /* 1,000,000.00 per hour */
 #define PG_DEFAULT_CAP_GLOBAL 1000000000LL  /* 10,000,000.00 per hour */
 #define PG_DEFAULT_MAX_STATE ((size_t)1 << 30)
+#define PG_MAX_EXPECT_RECORDS ((size_t)1 << 36)
 
 typedef enum pg_finding {
         PG_FIND_RETRY_DUPLICATE = 0,
@@ -85,6 +97,12 @@ typedef struct pg_state_part {
 pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
                            const pg_engine_conf_t *conf, const pg_sink_t *sink,
                            char *errstr, size_t errstr_size);
+/* What pg_engine_new would refuse of conf with these rules (the state
+ * sizing, expect_records): 0, or -1 with errstr set. Allocates nothing,
+ * so a runner can check its configuration before any engine exists. */
+int pg_engine_conf_check(const pg_ruleset_t *rules,
+                         const pg_engine_conf_t *conf, char *errstr,
+                         size_t errstr_size);
 /* Offer one accepted record (copied; rec->seq is ignored). Outputs for it,
  * and for any decision its time makes due, go to the sink before return or
  * later, as event time advances. */

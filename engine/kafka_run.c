@@ -1331,6 +1331,10 @@ static void maybe_reload(run_t *r)
         rules_file_changed(r); /* remember what we load */
         char err[1024];
         pg_ruleset_t *nrs = pg_rules_load_file(r->rules_path, err, sizeof(err));
+        if (nrs && pg_engine_conf_check(nrs, &r->econf, err, sizeof(err))) {
+                pg_rules_free(nrs); /* its horizons outgrow the sizing */
+                nrs = NULL;
+        }
         if (!nrs) {
                 r->c.reloads_failed++;
                 static const char *const failed[] = {"failed"};
@@ -1657,6 +1661,7 @@ static const char *const known_keys[] = {"rules",
                                          "refund.cap.global",
                                          "kill.switch",
                                          "max.state.mb",
+                                         "expect.records",
                                          "clock",
                                          "rules.watch.ms",
                                          "output.events",
@@ -1687,6 +1692,11 @@ static void run_usage(FILE *f)
               "  commit.interval.ms  transaction length [100]\n"
               "  refund.cap.merchant, refund.cap.global, kill.switch,\n"
               "  max.state.mb, clock (wall | event)  as for replay\n"
+              "  expect.records      live records per partition's engine "
+              "to size\n"
+              "                      its state for from the start (as "
+              "replay's\n"
+              "                      --expect-records) [0]\n"
               "  output.events       topic for rules_reloaded / "
               "rules_reload_failed\n"
               "                      events (JSON; empty: log only) []\n"
@@ -1778,7 +1788,7 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
         r->events_topic = pg_kconf_get(c, "output.events", "");
         int clock;
         static const char *const clocks[] = {"wall", "event", NULL};
-        int64_t mb;
+        int64_t mb, expect;
         if (pg_kconf_choice(c, "output.format", format_names, FMT_PROTOBUF,
                             &r->out_format, err, errsz) ||
             pg_kconf_int(c, "commit.interval.ms", 100, 1, 600000,
@@ -1791,6 +1801,8 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                           errsz) ||
             pg_kconf_int(c, "max.state.mb", 1024, 1, 1 << 20, &mb, err,
                          errsz) ||
+            pg_kconf_int(c, "expect.records", 0, 0,
+                         (int64_t)PG_MAX_EXPECT_RECORDS, &expect, err, errsz) ||
             pg_kconf_choice(c, "clock", clocks, 0, &clock, err, errsz) ||
             pg_kconf_int(c, "workers", 0, 0, MAX_WORKERS, &r->workers, err,
                          errsz))
@@ -1802,7 +1814,10 @@ static int setup(run_t *r, bool embedded, char *err, size_t errsz)
                                                    : cores;
         }
         r->econf.max_state_bytes = (size_t)mb << 20;
+        r->econf.expect_records = (size_t)expect;
         r->econf.event_clock = clock == 1;
+        if (pg_engine_conf_check(r->rules, &r->econf, err, errsz))
+                return -1;
 
         /* the HTTP endpoint, up before the clients so that /healthz and
          * /readyz answer (not ready) while the group is joined */

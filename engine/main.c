@@ -65,6 +65,10 @@ static void usage(FILE *f)
               "becomes a\n"
               "                            refund_blocked alert\n"
               "  --max-state-mb N          state memory cap (default 1024)\n"
+              "  --expect-records N        size the state for N live records "
+              "from the\n"
+              "                            start (default 0: tables grow as "
+              "they fill)\n"
               "  --partitions P            route records to P engines by "
               "merchant_id,\n"
               "                            as a P-partition topic would "
@@ -217,6 +221,7 @@ static int cmd_replay(int argc, char **argv)
             {"refund-cap-global", required_argument, 0, 'g'},
             {"kill-switch", no_argument, 0, 'k'},
             {"max-state-mb", required_argument, 0, 'x'},
+            {"expect-records", required_argument, 0, 'E'},
             {"quiet", no_argument, 0, 'q'},
             {"partitions", required_argument, 0, 'P'},
             {"threads", required_argument, 0, 'T'},
@@ -276,6 +281,17 @@ static int cmd_replay(int argc, char **argv)
                         break;
                 case 'k':
                         conf.kill_switch = true;
+                        break;
+                case 'E':
+                        if (parse_i64(optarg, &v) < 0 || v < 0 ||
+                            (uint64_t)v > PG_MAX_EXPECT_RECORDS) {
+                                fprintf(stderr,
+                                        "posguard: --expect-records needs an "
+                                        "integer from 0 to %zu, got '%s'\n",
+                                        PG_MAX_EXPECT_RECORDS, optarg);
+                                return 2;
+                        }
+                        conf.expect_records = (size_t)v;
                         break;
                 case 'P':
                 case 'T':

@@ -26,14 +26,27 @@ struct pg_strlog {
         pg_budget_t *budget;
 };
 
-pg_strlog_t *pg_strlog_new(pg_budget_t *b)
+size_t pg_strlog_bytes_for(size_t bytes)
+{
+        size_t cap = MIN_CAP;
+        while (cap < bytes)
+                cap *= 2;
+        return cap;
+}
+
+pg_strlog_t *pg_strlog_new_sized(pg_budget_t *b, size_t bytes)
 {
         pg_strlog_t *l = pg_xcalloc(1, sizeof(*l));
-        l->cap = MIN_CAP;
+        l->cap = pg_strlog_bytes_for(bytes);
         l->ring = pg_big_calloc(l->cap);
         l->budget = b;
         pg_budget_charge(b, l->cap);
         return l;
+}
+
+pg_strlog_t *pg_strlog_new(pg_budget_t *b)
+{
+        return pg_strlog_new_sized(b, 0);
 }
 
 void pg_strlog_free(pg_strlog_t *l)

@@ -26,6 +26,12 @@
 typedef struct pg_strlog pg_strlog_t;
 
 pg_strlog_t *pg_strlog_new(pg_budget_t *b);
+/* The same with room for `bytes` of records from the start (a string of n
+ * bytes takes 8 + n + 1 rounded up to 8: a 17-byte txn_id 32), charged to
+ * b whatever the cap: the caller checks pg_strlog_bytes_for first. */
+pg_strlog_t *pg_strlog_new_sized(pg_budget_t *b, size_t bytes);
+/* The bytes of the ring pg_strlog_new_sized makes for `bytes`. */
+size_t pg_strlog_bytes_for(size_t bytes);
 void pg_strlog_free(pg_strlog_t *l);
 
 /* Append s (len bytes, at most 255), kept while now < expire_at. Returns

@@ -105,18 +105,44 @@ static inline bool slot_empty(const slot_hdr_t *s)
         return !s->key.lo && !s->key.hi;
 }
 
-pg_table_t *pg_table_new(const char *name, size_t value_size, pg_budget_t *b)
+static size_t slot_size_for(size_t value_size)
+{
+        return (sizeof(slot_hdr_t) + value_size + 7) & ~(size_t)7;
+}
+
+/* The least power-of-two capacity that holds n entries under the load at
+ * which the table grows (3/4, pg_table_upsert). */
+static size_t cap_for(size_t n)
+{
+        size_t cap = MIN_CAP;
+        while ((n + 1) * 4 > cap * 3)
+                cap *= 2;
+        return cap;
+}
+
+size_t pg_table_bytes_for(size_t value_size, size_t entries)
+{
+        return cap_for(entries) * slot_size_for(value_size);
+}
+
+pg_table_t *pg_table_new_sized(const char *name, size_t value_size,
+                               pg_budget_t *b, size_t entries)
 {
         pg_table_t *t = pg_xcalloc(1, sizeof(*t));
         t->name = name;
         t->value_size = value_size;
-        t->slot_size = (sizeof(slot_hdr_t) + value_size + 7) & ~(size_t)7;
+        t->slot_size = slot_size_for(value_size);
         t->budget = b;
-        t->cap = MIN_CAP;
+        t->cap = cap_for(entries);
         t->slots = pg_big_calloc(t->cap * t->slot_size);
         t->earliest = INT64_MAX;
         pg_budget_charge(b, t->cap * t->slot_size);
         return t;
+}
+
+pg_table_t *pg_table_new(const char *name, size_t value_size, pg_budget_t *b)
+{
+        return pg_table_new_sized(name, value_size, b, 0);
 }
 
 static void old_free(pg_table_t *t)

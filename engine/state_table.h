@@ -30,6 +30,13 @@ typedef struct pg_table pg_table_t;
 
 /* value_size: bytes of value per entry. Memory is taken from b. */
 pg_table_t *pg_table_new(const char *name, size_t value_size, pg_budget_t *b);
+/* The same with room for `entries` live entries from the start (no growth
+ * until they are there; growth past them as usual). Its array is charged
+ * to b whatever the cap: the caller checks pg_table_bytes_for first. */
+pg_table_t *pg_table_new_sized(const char *name, size_t value_size,
+                               pg_budget_t *b, size_t entries);
+/* The bytes of the array pg_table_new_sized makes for these arguments. */
+size_t pg_table_bytes_for(size_t value_size, size_t entries);
 void pg_table_free(pg_table_t *t);
 
 /* The live value for k at time now, or NULL. */

@@ -82,12 +82,13 @@ if [ "$mode" = reload ]; then
   echo "output.events=pos.events" >"$work/extra.conf"
 fi
 # processing threads: the modes cover one (inline), two, and more threads
-# than partitions in a batch; the others take the default (one per core)
+# than partitions in a batch; the others take the default (one per core).
+# json also sizes its engines for the load from the start (expect.records).
 case $mode in
 plain) echo "workers=4" >>"$work/extra.conf" ;;
 kill9) echo "workers=1" >>"$work/extra.conf" ;;
 prometheus) echo "log.format=json" >>"$work/extra.conf" ;; # checked below
-json) echo "workers=2" >>"$work/extra.conf" ;;
+json) printf "workers=2\nexpect.records=30000\n" >>"$work/extra.conf" ;;
 esac
 touch "$work/extra.conf"
 cat >"$work/posguard.conf" <<CONF

@@ -73,6 +73,61 @@ static void insert_lookup_expire(void **state)
         assert_int_equal(b.used, 0);
 }
 
+/* A table made with room for n entries holds them in the array it started
+ * with (one array: no doubling, so the budget never held two), and grows
+ * past them as any table does; the string log likewise. */
+static void sized_table_holds_its_entries_without_growing(void **state)
+{
+        /* 24-byte header + 8-byte value = 32-byte slots; 3/4 load */
+        assert_int_equal(pg_table_bytes_for(8, 0), 64 * 32);
+        assert_int_equal(pg_table_bytes_for(8, 47), 64 * 32);
+        assert_int_equal(pg_table_bytes_for(8, 48), 128 * 32);
+        assert_int_equal(pg_table_bytes_for(8, 10000), 16384 * 32);
+        pg_budget_t b = {0};
+        pg_table_t *t = pg_table_new_sized("t", sizeof(int64_t), &b, 10000);
+        size_t bytes = pg_table_bytes(t);
+        assert_int_equal(bytes, pg_table_bytes_for(8, 10000));
+        assert_int_equal(b.used, bytes);
+        bool created;
+        for (uint64_t i = 0; i < 10000; i++) {
+                int64_t *v = pg_table_upsert(t, key(i), 0, 1000, &created);
+                assert_non_null(v);
+                *v = (int64_t)i;
+        }
+        assert_int_equal(pg_table_bytes(t), bytes);
+        assert_int_equal(b.peak, bytes);
+        for (uint64_t i = 10000; i < 13000; i++)
+                assert_non_null(pg_table_upsert(t, key(i), 0, 1000, &created));
+        assert_true(pg_table_bytes(t) >= 2 * bytes);
+        for (uint64_t i = 0; i < 13000; i++) {
+                int64_t *v = pg_table_lookup(t, key(i), 0);
+                assert_non_null(v);
+                if (i < 10000)
+                        assert_int_equal(*v, (int64_t)i);
+        }
+        pg_table_free(t);
+        assert_int_equal(b.used, 0);
+
+        assert_int_equal(pg_strlog_bytes_for(0), 4096);
+        assert_int_equal(pg_strlog_bytes_for(32 * 1000), 32768);
+        b = (pg_budget_t){0};
+        pg_strlog_t *l = pg_strlog_new_sized(&b, 32 * 1000);
+        assert_int_equal(b.used, 32768);
+        uint64_t first = 0;
+        for (int i = 0; i < 1000; i++) {
+                char txn[32];
+                int n = snprintf(txn, sizeof(txn), "T%016d", i);
+                uint64_t pos = pg_strlog_add(l, txn, (size_t)n, 1000);
+                assert_true(pos != 0);
+                if (!i)
+                        first = pos;
+        }
+        assert_int_equal(b.peak, 32768); /* never doubled */
+        assert_string_equal(pg_strlog_get(l, first), "T0000000000000000");
+        pg_strlog_free(l);
+        assert_int_equal(b.used, 0);
+}
+
 static void memory_cap_refuses_and_counts(void **state)
 {
         pg_budget_t b = {.cap = 64 * 1024};
@@ -422,6 +477,7 @@ int main(void)
             cmocka_unit_test(big_alloc_zeroed),
             cmocka_unit_test(ring_double_keeps_positions),
             cmocka_unit_test(memory_cap_refuses_and_counts),
+            cmocka_unit_test(sized_table_holds_its_entries_without_growing),
             cmocka_unit_test(creation_sweeps_dead_entries),
             cmocka_unit_test(growth_moves_incrementally_like_the_model),
             cmocka_unit_test(strlog_keeps_drops_and_renews),
