@@ -9,7 +9,8 @@
 // Reported: items_per_second over the 3N operations.
 //
 // Single thread (BM_<table>/N): posguard's sequential table (the engine's
-// today), posguard's concurrent table (state_ctable.c), ck_ht, cds_lfht.
+// today; _sized: made with room for N, as cds_lfht is), posguard's
+// concurrent table (state_ctable.c), ck_ht, cds_lfht.
 // Thread axis (BM_mt_<table>/N/T, T = 1, 2, 4, ... up to the cores): the
 // same workload split over T threads on one shared table, each thread on
 // its own N/T keys (the engine's partitions sharing a table). ck_ht is
@@ -70,7 +71,10 @@ void report(benchmark::State &state, size_t n)
 
 // ---------------------------------------------------------------- ours
 
-void BM_posguard_table(benchmark::State &state)
+// sized: made with room for all N (pg_table_new_sized, as the engine's
+// tables are with expect_records), as cds_lfht is below; otherwise grown
+// from its smallest size, as ck_ht is
+void posguard_table(benchmark::State &state, bool sized)
 {
         size_t n = size_t(state.range(0));
         std::vector<Key> keys = make_keys(n);
@@ -78,7 +82,8 @@ void BM_posguard_table(benchmark::State &state)
                 pg_budget_t b;
                 std::memset(&b, 0, sizeof(b));
                 b.cap = SIZE_MAX;
-                pg_table_t *t = pg_table_new("bench", 16, &b);
+                pg_table_t *t =
+                    pg_table_new_sized("bench", 16, &b, sized ? n : 0);
                 for (size_t i = 0; i < n; i++) {
                         bool created;
                         pg_key_t k = {keys[i].lo, keys[i].hi};
@@ -96,6 +101,16 @@ void BM_posguard_table(benchmark::State &state)
                 pg_table_free(t);
         }
         report(state, n);
+}
+
+void BM_posguard_table(benchmark::State &state)
+{
+        posguard_table(state, false);
+}
+
+void BM_posguard_table_sized(benchmark::State &state)
+{
+        posguard_table(state, true);
 }
 
 // ---------------------------------------------------------------- ck_ht
@@ -451,6 +466,7 @@ int main(int argc, char **argv)
                 }
         };
         one("BM_posguard_table", BM_posguard_table);
+        one("BM_posguard_table_sized", BM_posguard_table_sized);
         one("BM_posguard_ctable", BM_posguard_ctable);
         one("BM_ck_ht", BM_ck_ht);
         one("BM_cds_lfht", BM_cds_lfht);
