@@ -10,8 +10,10 @@
 #      produced and offsets committed in transactions, from the first
 #      message to the commit that made the last outputs visible; once with
 #      the default processing threads (one per core) and once with
-#      workers=1 (everything on the consumer thread), each in its own
-#      consumer group so that each reads the whole topic.
+#      workers=1 (everything on the consumer thread), and once with the
+#      default threads and each partition's engine sized for its share of
+#      the load from the start (expect.records = RECORDS / 4 + 10 %), each
+#      in its own consumer group so that each reads the whole topic.
 # Writes bench/results/kafka-<host>-<date>.txt and prints it. The broker
 # shares the machine's cores with posguard (as on a small box).
 set -euo pipefail
@@ -28,7 +30,8 @@ trap cleanup EXIT
 bootstrap=$(scripts/kafka.sh start "$work/broker" | tail -1)
 scripts/kafka.sh create-topic "$work/broker" pos.txn 4 \
     message.timestamp.after.max.ms=9223372036854775807 >/dev/null 2>&1
-for t in pos.alerts pos.refunds pos.dlq w1.alerts w1.refunds w1.dlq; do
+for t in pos.alerts pos.refunds pos.dlq w1.alerts w1.refunds w1.dlq \
+    sz.alerts sz.refunds sz.dlq; do
   scripts/kafka.sh create-topic "$work/broker" $t 2 >/dev/null 2>&1
 done
 cat >"$work/pg.conf" <<CONF
@@ -49,6 +52,11 @@ $pg run --config "$work/pg.conf" -X workers=1 -X group.id=bench-w1 \
     -X transactional.id=bench-w1 -X output.alerts=w1.alerts \
     -X output.refunds=w1.refunds -X output.dlq=w1.dlq \
     --until-idle 3000 2>"$work/run1.log"
+expect=$((n / 4 + n / 40))
+$pg run --config "$work/pg.conf" -X expect.records=$expect -X group.id=bench-sz \
+    -X transactional.id=bench-sz -X output.alerts=sz.alerts \
+    -X output.refunds=sz.refunds -X output.dlq=sz.dlq \
+    --until-idle 3000 2>"$work/runsz.log"
 
 out=$(bench_out kafka ".txt")
 field() { grep -o "$2=[0-9.]*" "$1" | tail -1 | cut -d= -f2; }
@@ -66,5 +74,6 @@ field() { grep -o "$2=[0-9.]*" "$1" | tail -1 | cut -d= -f2; }
   echo "  ratio to the baseline: $($py -c "print(round(100 * $full / $base, 1))") %"
   echo "  peak RSS of posguard run: $(( $(field "$work/run.log" peak_rss_kb) / 1024 )) MiB"
   echo "posguard run, workers=1: $(field "$work/run1.log" consumed) messages, $(field "$work/run1.log" records_per_s) records/s; alerts $(field "$work/run1.log" alerts), refunds $(field "$work/run1.log" refunds)"
+  echo "posguard run, expect.records=$expect (each partition's engine sized for its share), workers=$(field "$work/runsz.log" workers): $(field "$work/runsz.log" consumed) messages, $(field "$work/runsz.log" records_per_s) records/s ($($py -c "print(round(100 * $(field "$work/runsz.log" records_per_s) / $base, 1))") % of the baseline); alerts $(field "$work/runsz.log" alerts), refunds $(field "$work/runsz.log" refunds); peak RSS $(( $(field "$work/runsz.log" peak_rss_kb) / 1024 )) MiB"
 } | tee "$out"
 echo "written: $out"
