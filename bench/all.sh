@@ -10,11 +10,12 @@
 #   bench/run.sh         posguard replay on a JSON file
 #   bench/kafka_run.sh   end to end on a local broker vs consume-only
 #   bench/latency.sh     detection latency at a steady rate (50,000/s)
+#   bench/memlat.sh      what one random access to memory costs here
 # Takes 15-25 minutes on 2 cores. PG_BENCH_BIG=1 adds the 20M-key table
 # sizes (longer, a few GiB).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-for b in engine tables memory run kafka_run; do
+for b in engine tables memory run kafka_run memlat; do
   echo "== bench/$b.sh"
   "$here/$b.sh"
 done

@@ -22,6 +22,9 @@
 # producer's create time; with PG_BENCH_TIMESTAMP=LogAppendTime the topic
 # stamps the broker's append time instead, which splits the producer's leg
 # from the broker-to-consumer one.
+# PG_BENCH_EXPECT_RECORDS=N sizes each partition's engine for N live
+# records from the start (expect.records; the stream has RATE * SECONDS
+# records over 4 partitions).
 # Writes bench/results/latency-<host>-<date>-RATE.json.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,6 +59,7 @@ transactional.id=latency-1
 clock=wall
 http.listen=127.0.0.1:0
 metrics.file=$work/metrics.prom
+expect.records=${PG_BENCH_EXPECT_RECORDS:-0}
 CONF
 lead=$((secs + 45))
 start_ms=$(( $(date +%s%3N) + lead * 1000 ))
@@ -101,7 +105,7 @@ $pg watch --config "$work/pg.conf" --json --idle-exit 4000 >"$work/out.jsonl" 2>
 lag=$(grep -o "mean_ms=[0-9.]* max_ms=[0-9]*" "$work/produce.log" || echo "mean_ms=? max_ms=?")
 out=$(bench_out latency "-$rate.json")
 $py - "$work/out.jsonl" "$work/run.log" "$lag" "$rate" "$secs" "$(bench_machine)" "$(bench_commit)" "$work/metrics.prom" "$ts_type" <<'PY' | tee "$out"
-import datetime, json, re, sys
+import datetime, json, os, re, sys
 out, log, lag, rate, secs, machine, commit, prom, ts_type = sys.argv[1:]
 def hist(name):
     """A histogram of the run's metrics file: the bucket bound under which
@@ -135,6 +139,7 @@ print(json.dumps({
     "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "p99_9": pct(0.999), "max": lat[-1] if lat else None},
     "commits": commits, "commit_ms_mean": round(int(s["commit_ms"]) / commits, 1) if commits else None,
     "commit_interval_ms": 100,
+    "expect_records": int(os.environ.get("PG_BENCH_EXPECT_RECORDS") or 0),
     "producer_send_lag": lag,
     # where the time goes (bucket bounds of the run's histograms): from a
     # message's Kafka timestamp (posguard produce stamps it at send) to
