@@ -163,8 +163,9 @@ int main(int argc, char **argv)
                                 strerror(errno));
                         return 1;
                 }
-                fprintf(f, "{\n  \"loads\": %ld, \"chains\": %d,\n"
-                           "  \"results\": [\n",
+                fprintf(f,
+                        "{\n  \"loads\": %ld, \"chains\": %d,\n"
+                        "  \"results\": [\n",
                         loads, CHAINS);
                 for (int i = 0; i < nr; i++)
                         fprintf(f,
