@@ -99,8 +99,9 @@ typedef struct presize {
  * a steady rate each holds records in proportion to how long it keeps
  * them, so the facts table gets fewer when long_h is the shorter. -1 (and
  * why) when the arrays would take more than half the state cap. */
-static int presize(const pg_ruleset_t *rules, const pg_engine_conf_t *conf,
-                   presize_t *ps, char *errstr, size_t errstr_size)
+static int presize(const pg_ruleset_t *rules, int64_t long_h,
+                   const pg_engine_conf_t *conf, presize_t *ps, char *errstr,
+                   size_t errstr_size)
 {
         size_t n = conf->expect_records;
         size_t cap = conf->max_state_bytes ? conf->max_state_bytes
@@ -114,8 +115,6 @@ static int presize(const pg_ruleset_t *rules, const pg_engine_conf_t *conf,
                          PG_MAX_EXPECT_RECORDS);
                 return -1;
         }
-        int64_t short_h, long_h;
-        horizons(rules, &short_h, &long_h);
         size_t facts = n;
         if (long_h < rules->dedupe_horizon_ms)
                 facts = (size_t)((double)n * (double)long_h /
@@ -142,7 +141,9 @@ int pg_engine_conf_check(const pg_ruleset_t *rules,
                          size_t errstr_size)
 {
         presize_t ps;
-        return presize(rules, conf, &ps, errstr, errstr_size);
+        int64_t short_h, long_h;
+        horizons(rules, &short_h, &long_h);
+        return presize(rules, long_h, conf, &ps, errstr, errstr_size);
 }
 
 pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
@@ -168,7 +169,7 @@ pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
 
         horizons(rules, &e->short_h, &e->long_h);
         presize_t ps;
-        if (presize(rules, &e->conf, &ps, errstr, errstr_size) < 0) {
+        if (presize(rules, e->long_h, &e->conf, &ps, errstr, errstr_size) < 0) {
                 free(e);
                 return NULL;
         }

@@ -193,6 +193,23 @@ static inline void h_finish(h_run_t *run)
         run->e = NULL;
 }
 
+/* Two runs gave the same outputs: the same alerts and refunds, in the
+ * same order, with the same ids and amounts (cmocka's assertions: include
+ * cmocka.h before this header). */
+static inline void h_assert_same_outputs(const h_out_t *a, const h_out_t *b)
+{
+        assert_int_equal(a->n_alerts, b->n_alerts);
+        assert_int_equal(a->n_refunds, b->n_refunds);
+        for (int i = 0; i < a->n_alerts; i++)
+                assert_string_equal(a->alerts[i].alert_id,
+                                    b->alerts[i].alert_id);
+        for (int i = 0; i < a->n_refunds; i++) {
+                assert_string_equal(a->refunds[i].refund_id,
+                                    b->refunds[i].refund_id);
+                assert_int_equal(a->refunds[i].amount, b->refunds[i].amount);
+        }
+}
+
 /* Count alerts with this finding. */
 static inline int h_count(const h_run_t *run, const char *finding)
 {

@@ -95,17 +95,7 @@ static void sized_engine_same_outputs_no_doubling(void **state)
 
         assert_true(grown.out.n_refunds >= CHARGES / 25);
         assert_true(grown.out.n_alerts >= CHARGES / 25);
-        assert_int_equal(grown.out.n_alerts, sized.out.n_alerts);
-        assert_int_equal(grown.out.n_refunds, sized.out.n_refunds);
-        for (int i = 0; i < grown.out.n_alerts; i++)
-                assert_string_equal(grown.out.alerts[i].alert_id,
-                                    sized.out.alerts[i].alert_id);
-        for (int i = 0; i < grown.out.n_refunds; i++) {
-                assert_string_equal(grown.out.refunds[i].refund_id,
-                                    sized.out.refunds[i].refund_id);
-                assert_int_equal(grown.out.refunds[i].amount,
-                                 sized.out.refunds[i].amount);
-        }
+        h_assert_same_outputs(&grown.out, &sized.out);
         assert_int_equal(grown.st.records, sized.st.records);
         assert_int_equal(grown.st.duplicates, sized.st.duplicates);
 }
