@@ -129,17 +129,30 @@ void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now)
         return pg_chain_append_open(c, &it, t);
 }
 
+/* Members go from the tail; their strings, written in member order
+ * (pg_chain_set_str comes right after the append), go up to the first
+ * kept member's without being read, or through the last dropped one's
+ * when the first kept member has none. */
 void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)
 {
         size_t n = max_work;
+        uint64_t dropped = 0; /* the last dropped member's string */
         while (c->tail < c->head && n--) {
                 pg_chain_hdr_t *h = at(c, c->tail);
                 if (now - h->t <= c->horizon)
                         break;
                 if (h->str)
-                        pg_strlog_drop_through(c->strings, h->str);
+                        dropped = h->str;
                 c->tail++;
         }
+        if (!dropped)
+                return;
+        uint64_t kept =
+            c->tail < c->head ? ((pg_chain_hdr_t *)at(c, c->tail))->str : 0;
+        if (kept)
+                pg_strlog_drop_before(c->strings, kept);
+        else
+                pg_strlog_drop_through(c->strings, dropped);
 }
 
 bool pg_chain_set_str(pg_chain_t *c, void *m, const char *s, size_t len)

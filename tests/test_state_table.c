@@ -207,7 +207,8 @@ static void strlog_keeps_drops_and_renews(void **state)
                         assert_memory_equal(g, s, strlen(s));
                 }
         }
-        assert_true(pg_strlog_count(l) <= 300);
+        /* 300 strings of at most 72 bytes each, and a pad */
+        assert_true(pg_strlog_held(l) <= 301 * 72);
         assert_true(pg_strlog_bytes(l) <= 32768);
         /* renew: the same position while it is kept long enough, else a
          * new one that outlives the old */
@@ -240,6 +241,35 @@ static void strlog_keeps_drops_and_renews(void **state)
         assert_true(c.refused > 0);
         assert_string_equal(pg_strlog_get(l, first), "first");
         assert_string_equal(pg_strlog_get(l, last), "0123456789abcdef");
+        pg_strlog_free(l);
+}
+
+/* drop_before: the strings before a position go unread, that one and the
+ * later ones stay; a position already dropped, or 0, changes nothing. */
+static void strlog_drops_before_a_position(void **state)
+{
+        pg_budget_t b = {0};
+        pg_strlog_t *l = pg_strlog_new(&b);
+        uint64_t pos[10];
+        char s[16];
+        for (int i = 0; i < 10; i++) {
+                int n = snprintf(s, sizeof(s), "s%d", i);
+                pos[i] = pg_strlog_add(l, s, (size_t)n, 1 << 30);
+        }
+        size_t all = pg_strlog_held(l);
+        pg_strlog_drop_before(l, pos[4]);
+        for (int i = 0; i < 4; i++)
+                assert_null(pg_strlog_get(l, pos[i]));
+        for (int i = 4; i < 10; i++) {
+                snprintf(s, sizeof(s), "s%d", i);
+                assert_string_equal(pg_strlog_get(l, pos[i]), s);
+        }
+        assert_true(pg_strlog_held(l) < all);
+        size_t held = pg_strlog_held(l);
+        pg_strlog_drop_before(l, pos[2]); /* behind the tail */
+        pg_strlog_drop_before(l, 0);
+        assert_int_equal(pg_strlog_held(l), held);
+        assert_string_equal(pg_strlog_get(l, pos[4]), "s4");
         pg_strlog_free(l);
 }
 
@@ -281,6 +311,63 @@ static void chain_walk_newest_first_and_expiry(void **state)
         assert_int_equal(last, 901); /* 999 - 901 <= 100 < 999 - 898 */
         assert_int_equal(n, 33);
         pg_chain_free(c);
+}
+
+/* Every member of c walked at now has its own string: "m<id>", or none for
+ * an id from 100,000 on that is a multiple of 3 (the second phase below);
+ * returns how many there are. */
+static int check_chain_strings(pg_chain_t *c, int64_t now)
+{
+        int n = 0;
+        for (uint64_t k = 0; k < 7; k++) {
+                pg_chain_iter_t it;
+                pg_chain_walk(c, key(k), now, &it);
+                member_t *m;
+                while ((m = pg_chain_next(&it))) {
+                        n++;
+                        char str[16] = "";
+                        if (m->id < 100000 || m->id % 3)
+                                snprintf(str, sizeof(str), "m%d", m->id);
+                        assert_string_equal(pg_chain_str(c, m), str);
+                }
+        }
+        return n;
+}
+
+/* Long runs of members expired as they go: first all with a string, then
+ * a third without one. The live members keep their strings (checked
+ * right after expiries, when the oldest kept member is the one whose
+ * string marks where the dropping stopped), and the strings of the
+ * dropped ones are given back (the log stays small). */
+static void chain_expiry_gives_strings_back(void **state)
+{
+        pg_budget_t b = {0};
+        pg_chain_t *c = pg_chain_new("c", sizeof(member_t), 100, &b);
+        for (int phase = 0; phase < 2; phase++) {
+                int bare = phase ? 3 : 0;
+                for (int i = phase * 100000; i < (phase + 1) * 100000; i++) {
+                        member_t *m =
+                            pg_chain_append(c, key((uint64_t)(i % 7)), i, i);
+                        assert_non_null(m);
+                        m->id = i;
+                        if (!bare || i % bare) {
+                                char str[16];
+                                int n = snprintf(str, sizeof(str), "m%d", i);
+                                assert_true(
+                                    pg_chain_set_str(c, m, str, (size_t)n));
+                        }
+                        if (i % 10 == 0)
+                                pg_chain_expire(c, i, SIZE_MAX);
+                        if (i % 1000 == 0 && i)
+                                assert_true(check_chain_strings(c, i) >= 90);
+                }
+                /* about 110 members live, 16 bytes of string each at
+                 * most: without the strings going, 100,000 of them would
+                 * be 1.6 MB */
+                assert_true(pg_chain_bytes(c) <= 64 * 1024);
+        }
+        pg_chain_free(c);
+        assert_int_equal(b.used, 0);
 }
 
 /* pg_big_calloc: zeroed memory at every size, small (calloc) or mapped on
@@ -482,6 +569,8 @@ int main(void)
             cmocka_unit_test(growth_moves_incrementally_like_the_model),
             cmocka_unit_test(strlog_keeps_drops_and_renews),
             cmocka_unit_test(chain_walk_newest_first_and_expiry),
+            cmocka_unit_test(strlog_drops_before_a_position),
+            cmocka_unit_test(chain_expiry_gives_strings_back),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
