@@ -25,6 +25,11 @@
 # PG_BENCH_EXPECT_RECORDS=N sizes each partition's engine for N live
 # records from the start (expect.records; the stream has RATE * SECONDS
 # records over 4 partitions).
+# PG_BENCH_PIN=1 puts posguard run on CPU 1 and the broker and the producer
+# on CPU 0 (taskset): the latency when posguard has a core of its own,
+# which tells the sharing of the cores apart from posguard's own delays.
+# The results also give the broker JVM's collection pauses during the run
+# (its logs/gc.log) and each histogram's cumulative counts.
 # Writes bench/results/latency-<host>-<date>-RATE.json.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +39,11 @@ rate=${1:-100000}
 secs=${2:-10}
 ts_type=${PG_BENCH_TIMESTAMP:-CreateTime}
 py=/usr/bin/python3
+pin_kafka=() pin_pg=()
+if [ "${PG_BENCH_PIN:-0}" = 1 ]; then
+  [ "$(nproc)" -ge 2 ] || { echo "PG_BENCH_PIN=1 needs 2 CPUs"; exit 1; }
+  pin_kafka=(taskset -c 0) pin_pg=(taskset -c 1)
+fi
 bench_build
 pg=build-bench/posguard
 work=$(mktemp -d)
@@ -43,7 +53,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-bootstrap=$(scripts/kafka.sh start "$work/broker" | tail -1)
+bootstrap=$("${pin_kafka[@]}" scripts/kafka.sh start "$work/broker" | tail -1)
 scripts/kafka.sh create-topic "$work/broker" pos.txn 4 \
     message.timestamp.after.max.ms=9223372036854775807 message.timestamp.type="$ts_type" >/dev/null 2>&1
 for t in pos.alerts pos.refunds pos.dlq; do
@@ -93,20 +103,23 @@ PY
 # 15 s, covers that wait) and stops 15 s after the last record
 sleep_s=$(( (start_ms - $(date +%s%3N)) / 1000 - 10 ))
 [ "$sleep_s" -gt 0 ] && sleep "$sleep_s"
-$pg run --config "$work/pg.conf" --until-idle 15000 2>"$work/run.log" &
+# the broker's collections from here on are the run's (logs/gc.log)
+gc0=$(wc -l <"$work/broker/logs/gc.log" 2>/dev/null || echo 0)
+"${pin_pg[@]}" $pg run --config "$work/pg.conf" --until-idle 15000 2>"$work/run.log" &
 run_pid=$!
-timeout $((lead + secs + 60)) $pg produce --config "$work/pg.conf" \
+timeout $((lead + secs + 60)) "${pin_kafka[@]}" $pg produce --config "$work/pg.conf" \
     --input "$work/in.jsonl" --pace-event 2>"$work/produce.log" \
     || { echo "produce failed or timed out"; tail -3 "$work/produce.log"; exit 1; }
 timeout 120 tail --pid="$run_pid" -f /dev/null || { echo "run did not stop"; tail -5 "$work/run.log"; exit 1; }
 wait "$run_pid" || { echo "run failed"; tail -5 "$work/run.log"; exit 1; }
 run_pid=
+tail -n +"$((gc0 + 1))" "$work/broker/logs/gc.log" >"$work/gc.log" 2>/dev/null || :
 $pg watch --config "$work/pg.conf" --json --idle-exit 4000 >"$work/out.jsonl" 2>/dev/null
 lag=$(grep -o "mean_ms=[0-9.]* max_ms=[0-9]*" "$work/produce.log" || echo "mean_ms=? max_ms=?")
 out=$(bench_out latency "-$rate.json")
-$py - "$work/out.jsonl" "$work/run.log" "$lag" "$rate" "$secs" "$(bench_machine)" "$(bench_commit)" "$work/metrics.prom" "$ts_type" <<'PY' | tee "$out"
+$py - "$work/out.jsonl" "$work/run.log" "$lag" "$rate" "$secs" "$(bench_machine)" "$(bench_commit)" "$work/metrics.prom" "$ts_type" "$work/gc.log" <<'PY' | tee "$out"
 import datetime, json, os, re, sys
-out, log, lag, rate, secs, machine, commit, prom, ts_type = sys.argv[1:]
+out, log, lag, rate, secs, machine, commit, prom, ts_type, gc = sys.argv[1:]
 def hist(name):
     """A histogram of the run's metrics file: the bucket bound under which
     50 %, 99 % and 99.9 % of the observations fall, in ms, and the count."""
@@ -119,7 +132,15 @@ def hist(name):
     def q(p):
         return next((("<= %g" % (le * 1000)) if le != float("inf") else "> %g" % (b[-2][0] * 1000)
                      for le, c in b if c >= p * n), None) if n else None
-    return {"count": int(n), "p50_ms": q(0.5), "p99_ms": q(0.99), "p99_9_ms": q(0.999)}
+    # the cumulative counts too, by bound in ms, for where a tail sits
+    cum = {("%g" % (le * 1000) if le != float("inf") else "inf"): int(c) for le, c in b}
+    return {"count": int(n), "p50_ms": q(0.5), "p99_ms": q(0.99), "p99_9_ms": q(0.999),
+            "cumulative": cum}
+def gc_pauses():
+    """The broker JVM's stop-the-world pauses while the run was on (its
+    -Xlog:gc lines "... Pause Young (Normal) ... 12.345ms")."""
+    p = [float(m[1]) for m in (re.search(r"Pause .* ([0-9.]+)ms$", l.strip()) for l in open(gc)) if m]
+    return {"count": len(p), "total_ms": round(sum(p), 1), "max_ms": round(max(p), 1) if p else None}
 def ms(t):
     return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() * 1000
 lat = []
@@ -140,6 +161,7 @@ print(json.dumps({
     "commits": commits, "commit_ms_mean": round(int(s["commit_ms"]) / commits, 1) if commits else None,
     "commit_interval_ms": 100,
     "expect_records": int(os.environ.get("PG_BENCH_EXPECT_RECORDS") or 0),
+    "pinned": os.environ.get("PG_BENCH_PIN") == "1",
     "producer_send_lag": lag,
     # where the time goes (bucket bounds of the run's histograms): from a
     # message's Kafka timestamp (posguard produce stamps it at send) to
@@ -148,6 +170,9 @@ print(json.dumps({
     "kafka_timestamp": ts_type,
     "batch_duration": hist("posguard_batch_duration_seconds"),
     "commit_duration": hist("posguard_transaction_commit_duration_seconds"),
+    # the broker's own stalls, which hold up the producer's sends and the
+    # consumer's fetches alike: its collections' pauses during the run
+    "broker_gc_pauses": gc_pauses(),
     "note": "latency = detected_at - event_time; event_time is the send time "
             "when the producer keeps pace (producer_send_lag: how far behind "
             "it fell, which the latency includes)"}, indent=1))

@@ -26,7 +26,8 @@
 #
 # Files in DIR: server.properties, bootstrap (127.0.0.1:PORT), broker.pid,
 # data/ (log.dirs and the KRaft metadata log), logs/server.log (broker log),
-# logs/broker.out (JVM stdout/stderr), logs/tools.log (StorageTool, topics).
+# logs/broker.out (JVM stdout/stderr), logs/gc.log (the JVM's collections and
+# their pauses), logs/tools.log (StorageTool, topics).
 #
 # Environment:
 #   PG_KAFKA_CACHE          jar directory (default
@@ -224,6 +225,7 @@ launch() {
   echo "==== $(date '+%F %T') start" >>"$dir/logs/broker.out"
   "$JAVA" -Xmx"$HEAP" -Xms"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+    -Xlog:gc:file="$dir/logs/gc.log":uptimemillis:filecount=2,filesize=8m \
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$LOG4J" \
     -Dkafka.logs.dir="$dir/logs" -Dkafka.log.name=server \
