@@ -283,14 +283,17 @@ void BM_cds_lfht(benchmark::State &state)
 
 // ---------------------------------------------------------------- ctable
 
+// initial: the table's first slots (1,024 grows from small, as ck_ht
+// does; BM_mt_posguard_ctable_sized makes it at its final size, as
+// cds_lfht is made)
 struct Ct {
         pg_epoch_t *ep;
         pg_ctable_t *t;
-        Ct()
+        explicit Ct(size_t initial = 1024)
         {
                 ep = pg_epoch_new();
                 char err[128];
-                pg_ctable_conf_t c = {"bench", 16, size_t(16) << 30, 1024};
+                pg_ctable_conf_t c = {"bench", 16, size_t(16) << 30, initial};
                 t = pg_ctable_new(&c, ep, err, sizeof(err));
         }
         ~Ct()
@@ -361,6 +364,22 @@ void BM_mt_posguard_ctable(benchmark::State &state)
         std::vector<Key> keys = make_keys(n);
         for (auto _ : state) {
                 Ct ct;
+                split_threads(n, nt, [&](size_t a, size_t b) {
+                        ct_work(ct, keys, a, b);
+                });
+        }
+        report(state, n);
+}
+
+// made with room for all n keys under the 3/4 load that starts a resize:
+// like for like with cds_lfht, created at its final size
+void BM_mt_posguard_ctable_sized(benchmark::State &state)
+{
+        size_t n = size_t(state.range(0));
+        int nt = int(state.range(1));
+        std::vector<Key> keys = make_keys(n);
+        for (auto _ : state) {
+                Ct ct(n / 3 * 4 + 64);
                 split_threads(n, nt, [&](size_t a, size_t b) {
                         ct_work(ct, keys, a, b);
                 });
@@ -482,6 +501,7 @@ int main(int argc, char **argv)
                         }
         };
         mt("BM_mt_posguard_ctable", BM_mt_posguard_ctable);
+        mt("BM_mt_posguard_ctable_sized", BM_mt_posguard_ctable_sized);
         mt("BM_mt_ck_ht", BM_mt_ck_ht);
         mt("BM_mt_cds_lfht", BM_mt_cds_lfht);
         benchmark::Initialize(&argc, argv);

@@ -30,6 +30,9 @@
 # which tells the sharing of the cores apart from posguard's own delays.
 # The results also give the broker JVM's collection pauses during the run
 # (its logs/gc.log) and each histogram's cumulative counts.
+# PG_BENCH_CONF="key=value" adds lines to posguard's configuration (both
+# the run's and the producer's), for instance
+# kafka.consumer.fetch.wait.max.ms=10.
 # Writes bench/results/latency-<host>-<date>-RATE.json.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,6 +73,7 @@ clock=wall
 http.listen=127.0.0.1:0
 metrics.file=$work/metrics.prom
 expect.records=${PG_BENCH_EXPECT_RECORDS:-0}
+${PG_BENCH_CONF:-}
 CONF
 lead=$((secs + 45))
 start_ms=$(( $(date +%s%3N) + lead * 1000 ))
@@ -162,6 +166,7 @@ print(json.dumps({
     "commit_interval_ms": 100,
     "expect_records": int(os.environ.get("PG_BENCH_EXPECT_RECORDS") or 0),
     "pinned": os.environ.get("PG_BENCH_PIN") == "1",
+    "conf": os.environ.get("PG_BENCH_CONF", ""),
     "producer_send_lag": lag,
     # where the time goes (bucket bounds of the run's histograms): from a
     # message's Kafka timestamp (posguard produce stamps it at send) to
