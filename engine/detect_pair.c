@@ -25,7 +25,10 @@ static void remember(pg_engine_t *e, pg_chain_t *c, pg_chain_iter_t *it,
         m->has_order = rec->order_id.len > 0;
         if (m->has_order)
                 m->order_fp = rec->k.order.lo;
-        if (!pg_chain_set_str(c, m, rec->txn_id.s, rec->txn_id.len))
+        /* the txn_id once, with the charge's fact, when it is there */
+        if (rec->txn_str)
+                pg_chain_ref_str(c, m, rec->txn_str);
+        else if (!pg_chain_set_str(c, m, rec->txn_id.s, rec->txn_id.len))
                 e->st.state_full++;
 }
 

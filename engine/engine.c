@@ -199,6 +199,10 @@ pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
                             r->id, sizeof(pg_pair_member_t),
                             r->window_ms + rules->allowed_lateness_ms,
                             &e->budget);
+                        /* the charges' txn_ids are kept with their facts
+                         * for long_h >= short_h, longer than any member */
+                        pg_chain_share_strings(e->rule_state[i].chain,
+                                               e->strings);
                         break;
                 case PG_DET_AGGREGATE:
                         pg_detect_aggregate_init(e, i);
@@ -463,7 +467,7 @@ pg_followup_t *pg_engine_followup_upsert(pg_engine_t *e, pg_key_t k,
 }
 
 /* Step 2: facts of one record (cancellations and charges). */
-static void register_facts(pg_engine_t *e, const pg_record_t *rec)
+static void register_facts(pg_engine_t *e, pg_record_t *rec)
 {
         if (rec->status != PG_STATUS_APPROVED)
                 return;
@@ -504,6 +508,7 @@ static void register_facts(pg_engine_t *e, const pg_record_t *rec)
                 f->card_fp = rec->k.card.lo;
                 memcpy(f->currency, rec->currency.s, 4);
                 f->charge_txn = pos;
+                rec->txn_str = pos;
         }
 }
 
@@ -714,6 +719,7 @@ void pg_engine_push(pg_engine_t *e, const pg_record_t *rec)
 
         pg_record_t *r = pg_reorder_push(e->reorder, rec, ++e->seq);
         r->k = k;
+        r->txn_str = 0;
         /* the pairing keys, from the field keys */
         if (rec->status == PG_STATUS_APPROVED &&
             rec->kind == PG_KIND_PURCHASE) {

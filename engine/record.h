@@ -81,6 +81,11 @@ typedef struct pg_record {
                 pg_key_t txn, rrn, orig, card, stan, order, terminal, merchant;
                 pg_key_t retry, swipe;
         } k;
+        /* Engine-private too: where a charge's txn_id was kept with its
+         * fact (a position in the engine's string log, 0 when it was not:
+         * an rrn already charged, or the memory cap), for the pairing
+         * chains to refer to instead of keeping it again. */
+        uint64_t txn_str;
 } pg_record_t;
 
 /* Record fields by number: used by filter expressions and aggregate

@@ -22,7 +22,8 @@ struct pg_chain {
         uint64_t cap; /* members, power of two */
         uint64_t tail, head;
         pg_table_t *groups;
-        pg_strlog_t *strings; /* the members' strings, in member order */
+        pg_strlog_t *strings;      /* the members' strings, in member order */
+        const pg_strlog_t *shared; /* strings members refer to, or NULL */
         pg_budget_t *budget;
 };
 
@@ -129,10 +130,10 @@ void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now)
         return pg_chain_append_open(c, &it, t);
 }
 
-/* Members go from the tail; their strings, written in member order
+/* Members go from the tail; their own strings, written in member order
  * (pg_chain_set_str comes right after the append), go up to the first
  * kept member's without being read, or through the last dropped one's
- * when the first kept member has none. */
+ * when the first kept member has none of its own. */
 void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)
 {
         size_t n = max_work;
@@ -141,7 +142,7 @@ void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)
                 pg_chain_hdr_t *h = at(c, c->tail);
                 if (now - h->t <= c->horizon)
                         break;
-                if (h->str)
+                if (h->str && !(h->str & PG_CHAIN_SHARED))
                         dropped = h->str;
                 c->tail++;
         }
@@ -149,7 +150,7 @@ void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)
                 return;
         uint64_t kept =
             c->tail < c->head ? ((pg_chain_hdr_t *)at(c, c->tail))->str : 0;
-        if (kept)
+        if (kept && !(kept & PG_CHAIN_SHARED))
                 pg_strlog_drop_before(c->strings, kept);
         else
                 pg_strlog_drop_through(c->strings, dropped);
@@ -163,10 +164,23 @@ bool pg_chain_set_str(pg_chain_t *c, void *m, const char *s, size_t len)
         return h->str != 0;
 }
 
+void pg_chain_share_strings(pg_chain_t *c, const pg_strlog_t *l)
+{
+        c->shared = l;
+}
+
+void pg_chain_ref_str(pg_chain_t *c, void *m, uint64_t pos)
+{
+        ((pg_chain_hdr_t *)m)->str =
+            c->shared && pos ? pos | PG_CHAIN_SHARED : 0;
+}
+
 const char *pg_chain_str(const pg_chain_t *c, const void *m)
 {
-        const char *s =
-            pg_strlog_get(c->strings, ((const pg_chain_hdr_t *)m)->str);
+        uint64_t p = ((const pg_chain_hdr_t *)m)->str;
+        const char *s = p & PG_CHAIN_SHARED
+                            ? pg_strlog_get(c->shared, p & ~PG_CHAIN_SHARED)
+                            : pg_strlog_get(c->strings, p);
         return s ? s : "";
 }
 

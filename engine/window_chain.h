@@ -12,7 +12,9 @@
  * to a dropped member ends the walk: members are dropped oldest first, so
  * everything behind it is gone too. A member may carry one short string
  * (a txn_id), kept in the chain's string log in member order and dropped
- * with the member, so it is there exactly as long as the member is.
+ * with the member, so it is there exactly as long as the member is; or it
+ * may refer to a string kept elsewhere for longer (the engine's, with the
+ * charge's fact), which costs the chain nothing.
  *
  * Not thread-safe: one chain belongs to one engine.
  */
@@ -28,8 +30,11 @@
 typedef struct pg_chain_hdr {
         int64_t t;     /* event time of the member */
         uint64_t prev; /* ring position of the previous member + 1; 0: none */
-        uint64_t str;  /* its string in the chain's string log, 0: none */
+        uint64_t str;  /* its string in the chain's string log, or with
+                        * PG_CHAIN_SHARED in the shared one; 0: none */
 } pg_chain_hdr_t;
+
+#define PG_CHAIN_SHARED (UINT64_C(1) << 63)
 
 typedef struct pg_chain pg_chain_t;
 
@@ -70,7 +75,14 @@ void *pg_chain_append_open(pg_chain_t *c, pg_chain_iter_t *it, int64_t t);
 /* Give member m (the newest, just appended) its string; false when the
  * memory cap refuses it (the member then has none: ""). */
 bool pg_chain_set_str(pg_chain_t *c, void *m, const char *s, size_t len);
-/* Member m's string ("" when none). */
+/* Strings kept elsewhere: members may refer to strings of l
+ * (pg_chain_ref_str) instead of keeping their own. */
+void pg_chain_share_strings(pg_chain_t *c, const pg_strlog_t *l);
+/* Give member m (the newest, just appended) the string at pos in the
+ * shared log (pg_chain_share_strings); the caller keeps it there at least
+ * as long as the member may be walked in its window. */
+void pg_chain_ref_str(pg_chain_t *c, void *m, uint64_t pos);
+/* Member m's string ("" when none, or when a shared one is gone). */
 const char *pg_chain_str(const pg_chain_t *c, const void *m);
 
 /* Drop members older than now - horizon from the ring (bounded by

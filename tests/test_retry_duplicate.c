@@ -128,6 +128,35 @@ static void chain_of_three(void **state)
         assert_null(h_find_refund(&run, "A"));
 }
 
+/* A paired charge's txn_id comes from where the engine kept it: with the
+ * charge's fact (A, C), or in the chain when the charge has no fact of its
+ * own (B: its rrn was charged already); and it stays right when a refund
+ * of A's rrn makes the fact live longer, so that its txn_id is copied to a
+ * later place in the string log. */
+static void txn_ids_with_the_fact_or_apart(void **state)
+{
+        h_run_t run;
+        h_start(&run, &R, NULL);
+        h_push(&run, h_charge("A", T0, "M1", "T1", "7", "c1", 500));
+        pg_record_t b = h_charge("B", T0 + 100, "M1", "T1", "7", "c1", 500);
+        h_str(&b.rrn, "RA");
+        h_push(&run, b);
+        h_push(&run, h_follow("F", T0 + 200, PG_KIND_REFUND, "A", "c1", 100));
+        h_push(&run, h_charge("C", T0 + 300, "M1", "T1", "7", "c1", 500));
+        h_finish(&run);
+        assert_int_equal(run.st.rrn_conflicts, 1);
+        const h_alert_t *c = h_find_alert(&run, "retry_duplicate", "C");
+        assert_non_null(c);
+        assert_int_equal(c->n_txn_ids, 3);
+        assert_string_equal(c->txn_ids[0], "C");
+        assert_string_equal(c->txn_ids[1], "A");
+        assert_string_equal(c->txn_ids[2], "B");
+        const h_alert_t *a = h_find_alert(&run, "retry_duplicate", "B");
+        assert_non_null(a);
+        assert_string_equal(a->txn_ids[0], "B");
+        assert_string_equal(a->txn_ids[1], "A");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -137,6 +166,7 @@ int main(void)
             cmocka_unit_test(original_reversed_before_retry_is_not_paired),
             cmocka_unit_test(deterministic_ids),
             cmocka_unit_test(chain_of_three),
+            cmocka_unit_test(txn_ids_with_the_fact_or_apart),
         };
         return cmocka_run_group_tests(tests, setup, NULL);
 }

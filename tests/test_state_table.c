@@ -313,9 +313,30 @@ static void chain_walk_newest_first_and_expiry(void **state)
         pg_chain_free(c);
 }
 
-/* Every member of c walked at now has its own string: "m<id>", or none for
- * an id from 100,000 on that is a multiple of 3 (the second phase below);
- * returns how many there are. */
+/* From 200,000 on, which a member carries, mixed (every order of kinds
+ * comes up at a member's expiry): 0 a string of the shared log, 1 one of
+ * its own, 2 none. */
+static int mixed_kind(int id)
+{
+        return (int)(((uint32_t)id * 2654435761u) >> 16) % 3;
+}
+
+/* What a member of the runs below carries: ids under 100,000 a string of
+ * their own; then a third none (multiples of 3); from 200,000 on, as
+ * mixed_kind says. */
+static void expected_str(int id, char *str, size_t size)
+{
+        bool has = id < 100000   ? true
+                   : id < 200000 ? id % 3 != 0
+                                 : mixed_kind(id) != 2;
+        if (has)
+                snprintf(str, size, "m%d", id);
+        else
+                str[0] = 0;
+}
+
+/* Every member of c walked at now has the string it was given; returns
+ * how many there are. */
 static int check_chain_strings(pg_chain_t *c, int64_t now)
 {
         int n = 0;
@@ -325,37 +346,41 @@ static int check_chain_strings(pg_chain_t *c, int64_t now)
                 member_t *m;
                 while ((m = pg_chain_next(&it))) {
                         n++;
-                        char str[16] = "";
-                        if (m->id < 100000 || m->id % 3)
-                                snprintf(str, sizeof(str), "m%d", m->id);
+                        char str[16];
+                        expected_str(m->id, str, sizeof(str));
                         assert_string_equal(pg_chain_str(c, m), str);
                 }
         }
         return n;
 }
 
-/* Long runs of members expired as they go: first all with a string, then
- * a third without one. The live members keep their strings (checked
- * right after expiries, when the oldest kept member is the one whose
- * string marks where the dropping stopped), and the strings of the
- * dropped ones are given back (the log stays small). */
+/* Long runs of members expired as they go: all with a string of their
+ * own, then a third without, then some referring to a shared log. The
+ * live members keep their strings (checked right after expiries, when the
+ * oldest kept member is the one whose string marks where the dropping
+ * stopped), and the chain gives its dropped strings' memory back (its log
+ * stays small); the shared log is the caller's. */
 static void chain_expiry_gives_strings_back(void **state)
 {
-        pg_budget_t b = {0};
+        pg_budget_t b = {0}, sb = {0};
         pg_chain_t *c = pg_chain_new("c", sizeof(member_t), 100, &b);
-        for (int phase = 0; phase < 2; phase++) {
-                int bare = phase ? 3 : 0;
+        pg_strlog_t *shared = pg_strlog_new(&sb);
+        pg_chain_share_strings(c, shared);
+        for (int phase = 0; phase < 3; phase++) {
                 for (int i = phase * 100000; i < (phase + 1) * 100000; i++) {
                         member_t *m =
                             pg_chain_append(c, key((uint64_t)(i % 7)), i, i);
                         assert_non_null(m);
                         m->id = i;
-                        if (!bare || i % bare) {
-                                char str[16];
-                                int n = snprintf(str, sizeof(str), "m%d", i);
-                                assert_true(
-                                    pg_chain_set_str(c, m, str, (size_t)n));
-                        }
+                        char str[16];
+                        expected_str(i, str, sizeof(str));
+                        size_t n = strlen(str);
+                        if (phase == 2 && mixed_kind(i) == 0)
+                                pg_chain_ref_str(
+                                    c, m,
+                                    pg_strlog_add(shared, str, n, INT64_MAX));
+                        else if (n)
+                                assert_true(pg_chain_set_str(c, m, str, n));
                         if (i % 10 == 0)
                                 pg_chain_expire(c, i, SIZE_MAX);
                         if (i % 1000 == 0 && i)
@@ -368,6 +393,7 @@ static void chain_expiry_gives_strings_back(void **state)
         }
         pg_chain_free(c);
         assert_int_equal(b.used, 0);
+        pg_strlog_free(shared);
 }
 
 /* pg_big_calloc: zeroed memory at every size, small (calloc) or mapped on
