@@ -584,18 +584,31 @@ static void run_detectors(pg_engine_t *e, const pg_record_t *rec)
 static void expire_all(pg_engine_t *e)
 {
         bool memory = ++e->groups % EXPIRE_EVERY == 0;
-        if (memory)
-                pg_strlog_expire(e->strings, e->now,
-                                 EXPIRE_EVERY * PG_EXPIRE_WORK);
+        /* A chain member may refer to its charge's txn_id in the strings
+         * (pg_chain_ref_str), kept there for long_h after the charge; the
+         * chains' expiry is bounded per step, so a member can stay in its
+         * ring longer than that, and be walked (a late record, through a
+         * group newer members keep alive). The strings go no further
+         * than long_h after the oldest member of any ring. */
+        int64_t strings_now = e->now;
         for (int i = 0; i < e->rs->n_rules; i++) {
-                if (e->rule_state[i].chain) {
-                        if (memory)
-                                pg_chain_expire(e->rule_state[i].chain, e->now,
-                                                EXPIRE_EVERY * PG_EXPIRE_WORK);
+                pg_chain_t *c = e->rule_state[i].chain;
+                if (c) {
+                        int64_t t;
+                        if (!memory)
+                                continue;
+                        pg_chain_expire(c, e->now,
+                                        EXPIRE_EVERY * PG_EXPIRE_WORK);
+                        if (pg_chain_oldest(c, &t) &&
+                            t + e->long_h - 1 < strings_now)
+                                strings_now = t + e->long_h - 1;
                 } else if (e->rs->rules[i].detector == PG_DET_AGGREGATE) {
                         pg_detect_aggregate_expire(e, i);
                 }
         }
+        if (memory)
+                pg_strlog_expire(e->strings, strings_now,
+                                 EXPIRE_EVERY * PG_EXPIRE_WORK);
 }
 
 /* Process one group: the records popped from the reorder buffer with equal

@@ -156,6 +156,14 @@ void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)
                 pg_strlog_drop_through(c->strings, dropped);
 }
 
+bool pg_chain_oldest(const pg_chain_t *c, int64_t *t)
+{
+        if (c->tail == c->head)
+                return false;
+        *t = ((const pg_chain_hdr_t *)at(c, c->tail))->t;
+        return true;
+}
+
 bool pg_chain_set_str(pg_chain_t *c, void *m, const char *s, size_t len)
 {
         pg_chain_hdr_t *h = m;

@@ -85,6 +85,10 @@ void pg_chain_ref_str(pg_chain_t *c, void *m, uint64_t pos);
 /* Member m's string ("" when none, or when a shared one is gone). */
 const char *pg_chain_str(const pg_chain_t *c, const void *m);
 
+/* The event time of the oldest member still in the ring (expired or not:
+ * the expiry's work is bounded); false when there is none. */
+bool pg_chain_oldest(const pg_chain_t *c, int64_t *t);
+
 /* Drop members older than now - horizon from the ring (bounded by
  * max_work); the group table sweeps itself. */
 void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work);

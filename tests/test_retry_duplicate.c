@@ -157,6 +157,52 @@ static void txn_ids_with_the_fact_or_apart(void **state)
         assert_string_equal(a->txn_ids[1], "A");
 }
 
+/* A chain member kept in the ring past its horizon (the expiry's work per
+ * step is bounded, and 20,000 older members are ahead of it, whose
+ * txn_ids are not in the engine's string log) can still be
+ * walked: by a late record, through a group that newer members kept alive.
+ * Its txn_id, which it refers to with its fact, is still there then: the
+ * engine's string log keeps what chain members may refer to (it failed
+ * before: the log dropped A's txn_id at its expiry, the alert said ""). */
+static void late_walk_of_a_lingering_member_keeps_its_txn_id(void **state)
+{
+        h_run_t run;
+        h_start(&run, &R, NULL);
+        char txn[32], stan[16];
+        for (int i = 0; i < 20000; i++) {
+                snprintf(txn, sizeof(txn), "X%d", i);
+                snprintf(stan, sizeof(stan), "%06d", 100000 + i);
+                pg_record_t x = h_charge(txn, T0, "M1", "T1", stan, "c1", 500);
+                /* one fact, one string in the engine's log (same time: no
+                 * renewal): the others keep their txn_ids in the chain */
+                h_str(&x.rrn, "RX");
+                h_push(&run, x);
+        }
+        long long ta = T0 + 20001;
+        h_push(&run, h_charge("A", ta, "M1", "T1", "7", "c1", 500));
+        /* A's group lives on (a member every 10 minutes) for two hours,
+         * past A's horizon and its fact's (long_h) */
+        for (int k = 1; k <= 12; k++) {
+                long long t = ta + k * 600000LL;
+                snprintf(txn, sizeof(txn), "B%d", k);
+                h_push(&run, h_charge(txn, t, "M1", "T1", "7", "c1", 500));
+                for (int i = 1; i <= 3; i++) {
+                        snprintf(txn, sizeof(txn), "Y%d-%d", k, i);
+                        snprintf(stan, sizeof(stan), "%06d", 300000 + k);
+                        h_push(&run, h_charge(txn, t + i * 1000, "M1", "T2",
+                                              stan, "c2", 700 + i));
+                }
+        }
+        /* late: processed at once, it walks A's group back to A */
+        h_push(&run, h_charge("Q", ta + 1, "M1", "T1", "7", "c1", 500));
+        h_finish(&run);
+        assert_int_equal(h_count(&run, "retry_duplicate"), 13);
+        const h_alert_t *q = h_find_alert(&run, "retry_duplicate", "Q");
+        assert_non_null(q);
+        assert_int_equal(q->n_txn_ids, 2);
+        assert_string_equal(q->txn_ids[1], "A");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -167,6 +213,7 @@ int main(void)
             cmocka_unit_test(deterministic_ids),
             cmocka_unit_test(chain_of_three),
             cmocka_unit_test(txn_ids_with_the_fact_or_apart),
+            cmocka_unit_test(late_walk_of_a_lingering_member_keeps_its_txn_id),
         };
         return cmocka_run_group_tests(tests, setup, NULL);
 }
