@@ -357,13 +357,14 @@ template <typename F> void split_threads(size_t n, int nt, F f)
                 t.join();
 }
 
-void BM_mt_posguard_ctable(benchmark::State &state)
+// initial: the table's first slots (Ct)
+void mt_ctable(benchmark::State &state, size_t initial)
 {
         size_t n = size_t(state.range(0));
         int nt = int(state.range(1));
         std::vector<Key> keys = make_keys(n);
         for (auto _ : state) {
-                Ct ct;
+                Ct ct(initial);
                 split_threads(n, nt, [&](size_t a, size_t b) {
                         ct_work(ct, keys, a, b);
                 });
@@ -371,20 +372,16 @@ void BM_mt_posguard_ctable(benchmark::State &state)
         report(state, n);
 }
 
+void BM_mt_posguard_ctable(benchmark::State &state)
+{
+        mt_ctable(state, 1024);
+}
+
 // made with room for all n keys under the 3/4 load that starts a resize:
 // like for like with cds_lfht, created at its final size
 void BM_mt_posguard_ctable_sized(benchmark::State &state)
 {
-        size_t n = size_t(state.range(0));
-        int nt = int(state.range(1));
-        std::vector<Key> keys = make_keys(n);
-        for (auto _ : state) {
-                Ct ct(n / 3 * 4 + 64);
-                split_threads(n, nt, [&](size_t a, size_t b) {
-                        ct_work(ct, keys, a, b);
-                });
-        }
-        report(state, n);
+        mt_ctable(state, size_t(state.range(0)) / 3 * 4 + 64);
 }
 
 void lf_work(struct cds_lfht *ht, const std::vector<Key> &keys,

@@ -199,8 +199,9 @@ pg_engine_t *pg_engine_new(const pg_ruleset_t *rules,
                             r->id, sizeof(pg_pair_member_t),
                             r->window_ms + rules->allowed_lateness_ms,
                             &e->budget);
-                        /* the charges' txn_ids are kept with their facts
-                         * for long_h >= short_h, longer than any member */
+                        /* the charges' txn_ids are kept with their facts,
+                         * as long as any member may refer to them
+                         * (expire_all) */
                         pg_chain_share_strings(e->rule_state[i].chain,
                                                e->strings);
                         break;

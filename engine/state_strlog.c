@@ -22,6 +22,7 @@ struct pg_strlog {
         unsigned char *ring;
         uint64_t cap; /* bytes, power of two */
         uint64_t tail, head;
+        size_t count;
         pg_budget_t *budget;
 };
 
@@ -113,6 +114,7 @@ uint64_t pg_strlog_add(pg_strlog_t *l, const char *s, size_t len,
         memcpy(d, s, len);
         memset(d + len, 0, n - 8 - len); /* NUL and padding */
         l->head += n;
+        l->count++;
         return p + 1;
 }
 
@@ -151,6 +153,7 @@ static void pop(pg_strlog_t *l)
                 return;
         }
         l->tail += rec_size(strlen((const char *)at(l, l->tail) + 8));
+        l->count--;
 }
 
 void pg_strlog_expire(pg_strlog_t *l, int64_t now, size_t max_work)
@@ -169,17 +172,9 @@ void pg_strlog_drop_through(pg_strlog_t *l, uint64_t pos)
                 pop(l);
 }
 
-void pg_strlog_drop_before(pg_strlog_t *l, uint64_t pos)
+size_t pg_strlog_count(const pg_strlog_t *l)
 {
-        /* not read: the records between are skipped whole (pos is a
-         * record's start, after them) */
-        if (pos && pos - 1 > l->tail && pos - 1 <= l->head)
-                l->tail = pos - 1;
-}
-
-size_t pg_strlog_held(const pg_strlog_t *l)
-{
-        return (size_t)(l->head - l->tail);
+        return l->count;
 }
 
 size_t pg_strlog_bytes(const pg_strlog_t *l)

@@ -55,15 +55,7 @@ void pg_strlog_expire(pg_strlog_t *l, int64_t now, size_t max_work);
  * that itself goes in order: a ring of chain members). */
 void pg_strlog_drop_through(pg_strlog_t *l, uint64_t pos);
 
-/* Drop every string before pos (a position this log returned, kept or
- * not) without reading them: for such a holder that knows where its
- * oldest kept string is. Dropping by reading each record at the tail
- * (pg_strlog_drop_through) loads strings written minutes before, long
- * gone from the caches: 3 % of the engine's time for the chains. */
-void pg_strlog_drop_before(pg_strlog_t *l, uint64_t pos);
-
-/* The bytes of the ring in use (strings kept, and pads). */
-size_t pg_strlog_held(const pg_strlog_t *l);
+size_t pg_strlog_count(const pg_strlog_t *l);
 size_t pg_strlog_bytes(const pg_strlog_t *l);
 
 #endif

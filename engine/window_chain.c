@@ -130,10 +130,10 @@ void *pg_chain_append(pg_chain_t *c, pg_key_t key, int64_t t, int64_t now)
         return pg_chain_append_open(c, &it, t);
 }
 
-/* Members go from the tail; their own strings, written in member order
- * (pg_chain_set_str comes right after the append), go up to the first
- * kept member's without being read, or through the last dropped one's
- * when the first kept member has none of its own. */
+/* Members go from the tail, and their own strings (written in member
+ * order: pg_chain_set_str comes right after the append) through the last
+ * dropped one's. Most members refer to their fact's string instead and
+ * have none here. */
 void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)
 {
         size_t n = max_work;
@@ -146,13 +146,7 @@ void pg_chain_expire(pg_chain_t *c, int64_t now, size_t max_work)
                         dropped = h->str;
                 c->tail++;
         }
-        if (!dropped)
-                return;
-        uint64_t kept =
-            c->tail < c->head ? ((pg_chain_hdr_t *)at(c, c->tail))->str : 0;
-        if (kept && !(kept & PG_CHAIN_SHARED))
-                pg_strlog_drop_before(c->strings, kept);
-        else
+        if (dropped)
                 pg_strlog_drop_through(c->strings, dropped);
 }
 

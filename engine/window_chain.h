@@ -79,8 +79,8 @@ bool pg_chain_set_str(pg_chain_t *c, void *m, const char *s, size_t len);
  * (pg_chain_ref_str) instead of keeping their own. */
 void pg_chain_share_strings(pg_chain_t *c, const pg_strlog_t *l);
 /* Give member m (the newest, just appended) the string at pos in the
- * shared log (pg_chain_share_strings); the caller keeps it there at least
- * as long as the member may be walked in its window. */
+ * shared log (pg_chain_share_strings); the caller keeps it there as long
+ * as the member is in the ring (pg_chain_oldest). */
 void pg_chain_ref_str(pg_chain_t *c, void *m, uint64_t pos);
 /* Member m's string ("" when none, or when a shared one is gone). */
 const char *pg_chain_str(const pg_chain_t *c, const void *m);
